@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine: `make demo` (set up + demo training) and `make test`.
+# Set-up: a virtual environment in .venv with the CPU torch installed FIRST and pinned, so no
+# resolver ever swaps in a multi-GB CUDA build; then the project with its dev extras.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test test-vllm vllm-env clean-artifacts
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q '$(TORCH)'
+	$(PY) -m pip install -q -e '.[dev]' '$(TORCH)'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) cli.py fit --config configs/demo.yaml
+	$(PY) cli.py test --config configs/demo.yaml --ckpt_path last
+
+test: setup
+	$(PY) -m pytest -q
+
+# vLLM (CPU build) lives in its own environment: it pins its own torch/transformers.
+vllm-env:
+	bash .ci/vllm_env
+
+test-vllm: vllm-env
+	.venv-vllm/bin/python -m pytest -q tests/vllm
+
+clean-artifacts:
+	rm -rf artifacts lightning_logs wandb
