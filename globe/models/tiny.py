@@ -21,7 +21,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from globe.models.processor import ImageOnlyQwen2_5_VLProcessor
+from globe.models.processor import ImageOnlyQwen2_5_VLProcessor, save_processor
 from globe.prompts import GEO_PROMPT
 
 # Qwen2.5-VL's special tokens, in Qwen's order. The model config refers to them by id.
@@ -80,7 +80,23 @@ def default_corpus() -> list[str]:
         "a pagoda, a church, a mosque, a temple. The style suggests this country; the city is likely "
         "this one because of the landmark. It cannot be localized confidently."
     ]
+    lines += geosynth_corpus()
     return lines
+
+
+def geosynth_corpus(n: int = 600, seed: int = 12345) -> list[str]:
+    """Reasoning traces in the style of the demo data (GeoSynth), from a seed of their own.
+
+    With them the tiny tokenizer spends one token on most cue words, so a completion is ~100
+    tokens instead of ~220: rollouts on the CPU are twice as fast.
+    """
+    import random
+
+    from data_modules.geosynth.reasoning import trace
+    from data_modules.geosynth.scene import plan_scene
+
+    rng = random.Random(f"tokenizer-corpus:{seed}")
+    return [trace(plan_scene(rng, localizable=rng.random() > 0.15), rng) for _ in range(n)]
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int = 4096) -> PreTrainedTokenizerFast:
@@ -144,21 +160,6 @@ def tiny_config(tokenizer: PreTrainedTokenizerFast, hidden: int = 128, layers: i
     )
 
 
-def _write_stock_processor_files(out: Path) -> None:
-    """Files the stock ``Qwen2_5_VLProcessor`` (used by vLLM) needs beside the image processor."""
-    video = {
-        "processor_class": "Qwen2_5_VLProcessor",
-        "video_processor_type": "Qwen2VLVideoProcessor",
-        "patch_size": 14,
-        "temporal_patch_size": 2,
-        "merge_size": 2,
-        "size": {"shortest_edge": MIN_IMAGE_PIXELS, "longest_edge": MAX_IMAGE_PIXELS},
-        "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711],
-    }
-    (out / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2))
-
-
 def build_tiny_qwen2_5_vl(
     out_dir: str | Path,
     seed: int = 0,
@@ -188,13 +189,6 @@ def build_tiny_qwen2_5_vl(
     model.save_pretrained(out)
     image_processor = Qwen2VLImageProcessorPil(min_pixels=MIN_IMAGE_PIXELS, max_pixels=MAX_IMAGE_PIXELS)
     processor = ImageOnlyQwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
-    processor.save_pretrained(out)
-    image_processor.save_pretrained(out)  # preprocessor_config.json, read by both processors
-    for name in ("processor_config.json", "tokenizer_config.json"):  # the stock class, for vLLM
-        cfg = json.loads((out / name).read_text())
-        if "processor_class" in cfg:
-            cfg["processor_class"] = "Qwen2_5_VLProcessor"
-            (out / name).write_text(json.dumps(cfg, indent=2))
-    _write_stock_processor_files(out)
+    save_processor(processor, out)
     marker.write_text(json.dumps(spec))
     return out

@@ -1,0 +1,96 @@
+"""From generated text to a scored geographic prediction: parse -> geocode -> compare names.
+
+Used by the policy's validation and test steps (and written out as the predictions CSV that
+``python -m globe.score`` reads back). A completion that cannot be parsed, or whose names the
+gazetteer cannot resolve, gets NaN coordinates: it counts as a miss at every threshold, never as a
+dropped row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from data_modules.sample import GeoSample
+from globe.answer import parse_answer
+from globe.geo.countries import country_code
+from globe.geo.gazetteer import Gazetteer
+
+PREDICTION_COLUMNS = (
+    "IMG_ID", "pred_country", "pred_city", "pred_lat", "pred_lon", "pred_level",
+    "LAT", "LON", "country", "city", "country_ok", "city_ok", "pred_text",
+)
+
+
+@dataclass
+class Prediction:
+    """One evaluated completion; field names are the predictions CSV's columns."""
+
+    IMG_ID: str
+    pred_country: str
+    pred_city: str
+    pred_lat: float
+    pred_lon: float
+    pred_level: str  # "city", "country" or "" (unresolved)
+    LAT: float
+    LON: float
+    country: str
+    city: str
+    country_ok: float  # 1 / 0, NaN when the ground truth has no country name
+    city_ok: float  # 1 / 0, NaN when the ground truth has no city name
+    pred_text: str
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+def evaluate_completions(gazetteer: Gazetteer, samples: Sequence[GeoSample], texts: Sequence[str]) -> list[Prediction]:
+    """Parse each completion, geocode its (city, country) and compare names with the truth."""
+    parsed = [parse_answer(t) for t in texts]
+    places = gazetteer.geocode_many([(p.city, p.country) for p in parsed])
+    out = []
+    for sample, text, answer, place in zip(samples, texts, parsed, places):
+        true_cc = country_code(sample.country) if sample.country else None
+        if true_cc is None:
+            country_ok = city_ok = math.nan
+        else:
+            country_ok = float(place is not None and place.country_code == true_cc)
+            city_ok = math.nan if not sample.city else float(
+                bool(country_ok) and answer.city is not None and gazetteer.same_city(answer.city, sample.city, true_cc)
+            )
+        out.append(
+            Prediction(
+                IMG_ID=sample.key,
+                pred_country=answer.country or "",
+                pred_city=answer.city or "",
+                pred_lat=place.lat if place else math.nan,
+                pred_lon=place.lon if place else math.nan,
+                pred_level=place.level if place else "",
+                LAT=float(sample.lat),
+                LON=float(sample.lon),
+                country=sample.country or "",
+                city=sample.city or "",
+                country_ok=country_ok,
+                city_ok=city_ok,
+                pred_text=text,
+            )
+        )
+    return out
+
+
+def metric_inputs(predictions: Sequence[Prediction]) -> dict[str, torch.Tensor | None]:
+    """Keyword arguments for ``GeoAccuracy.update`` (name checks only where every row has them)."""
+    t = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
+    country = [p.country_ok for p in predictions]
+    city = [p.city_ok for p in predictions]
+    return {
+        "pred_lat": t([p.pred_lat for p in predictions]),
+        "pred_lon": t([p.pred_lon for p in predictions]),
+        "true_lat": t([p.LAT for p in predictions]),
+        "true_lon": t([p.LON for p in predictions]),
+        "country_ok": None if any(math.isnan(c) for c in country) else torch.tensor(country).bool(),
+        "city_ok": None if any(math.isnan(c) for c in city) else torch.tensor(city).bool(),
+    }

@@ -1,0 +1,416 @@
+"""``GRPOPolicy``: GRPO fine-tuning of a vision-language policy, rollouts inside ``training_step``.
+
+One training step (one batch of B images) is an orchestration of small overridable methods:
+
+    prompts     = self.build_prompts(batch)             # chat template + processor
+    completions = self.rollout(prompts)                 # engine: G samples per prompt
+    rewards     = self.score(batch, prompts, completions)  # reward heads, weighted sum
+    advantages  = self.advantages(rewards.total)        # group-normalised
+    stats       = self.optimize(prompts, completions, advantages)  # mu passes, micro-batched
+    self.engine.sync_weights(self.model)                # engine samples from the new weights
+
+Algorithm (paper, sec. 3.3): GRPO with A = (r - mean_g) / (std_g + eps), clipped surrogate with
+epsilon 0.2, k3 KL to the reference policy with beta 0.001, no SFT cold start.
+
+Deviations and additions, all configurable:
+- ``warm_start_steps``: the first steps are supervised (teacher-forced NLL of the sample's
+  reference reasoning) instead of GRPO. The paper has no such stage; the demo uses it because a
+  tiny random model cannot produce the answer format by chance. Logged under ``warm_start/``.
+- ``epsilon_high`` (clip-higher), ``aggregation`` (token-mean default, sequence-mean = original
+  GRPO), ``advantage_scale="none"`` (Dr. GRPO), ``num_iterations`` > 1 (several passes over one
+  rollout batch with the rollout's old log-probs).
+- Truncated importance sampling (``is_cap``) corrects for the sampler (vLLM) and the trainer
+  computing different log-probs for the same tokens; the mismatch is logged.
+- Completions cut at ``max_new_tokens`` are scored like any other (their answer is usually
+  missing, so the accuracy heads give 0) and their fraction is logged, never silently hidden.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+
+from data_modules.sample import GeoSample
+from globe.evaluation import PREDICTION_COLUMNS, Prediction, evaluate_completions, metric_inputs
+from globe.grpo.advantages import group_advantages
+from globe.grpo.logprobs import completion_logprobs
+from globe.grpo.loss import grpo_loss, truncated_is_weights
+from globe.grpo.microbatch import group_chunks, slice_prompt_inputs
+from globe.metrics import GeoAccuracy
+from globe.models.loading import LoraConfigSpec, ReferencePolicy, load_vlm
+from globe.prompts import GEO_PROMPT
+from globe.rewards.base import RewardBatch, RewardHead
+from globe.rewards.combine import combine_rewards
+from globe.rollout.base import Completions, PromptBatch, RolloutEngine, SamplingConfig
+from globe.rollout.prompts_batch import build_prompt_batch, prompt_inputs_to
+
+
+@dataclass
+class Rewards:
+    """Per-head scores and their weighted sum, one value per completion (``[B*G]``)."""
+
+    heads: dict[str, torch.Tensor]
+    total: torch.Tensor
+
+
+class GRPOPolicy(LightningModule):
+    """GRPO on a Hugging Face VLM. Every argument is a config key (``model.init_args.<name>``).
+
+    Args:
+        model_path: local Hugging Face model directory (Qwen2.5-VL first).
+        build_tiny_if_missing: build the tiny demo Qwen2.5-VL at ``model_path`` when absent.
+        dtype: ``auto`` (bf16 on GPU, fp32 on CPU), ``float32`` or ``bfloat16``.
+        lora: LoRA adapters (peft) on the language model; ``None`` = full fine-tuning.
+        gradient_checkpointing: trade compute for activation memory.
+        rewards: reward heads (each has a ``name``).
+        reward_weights: weight per head name (paper: accuracy 1.0, localizability 0.5,
+            grounding 0.2, format 1.0). Heads missing here weigh 1.0.
+        engine: ``hf`` (transformers ``generate``) or ``vllm``.
+        vllm: keyword arguments of ``VLLMRolloutEngine`` (memory share, sleep mode, ...).
+        group_size: G completions per prompt (paper: 16).
+        sampling: training sampling (paper: T 1.0, top_p 0.9, top_k 50, 1024 tokens).
+        eval_sampling: validation / test decoding (paper: T 0.1, 512 tokens).
+        beta: KL coefficient (paper 0.001); 0 disables the reference policy.
+        epsilon, epsilon_high: clip range (``epsilon_high`` None = symmetric).
+        aggregation: ``token_mean`` or ``sequence_mean``.
+        advantage_scale: ``std`` (GRPO) or ``none`` (Dr. GRPO).
+        num_iterations: optimisation passes per rollout batch.
+        micro_batch_prompts: prompts (whole groups) per forward/backward; None = all at once.
+        is_cap: truncation of the importance-sampling weights; None disables the correction.
+        learning_rate, weight_decay, warmup_steps, max_grad_norm: AdamW and its schedule.
+        warm_start_steps, warm_start_lr: supervised steps before GRPO (demo only, see module doc).
+        prompt: the user prompt (default: the paper's).
+        predictions_csv: where ``test`` writes its predictions (default: the logger's directory).
+        thresholds_km: accuracy thresholds of the evaluation.
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        build_tiny_if_missing: bool = False,
+        dtype: Literal["auto", "float32", "bfloat16"] = "auto",
+        lora: LoraConfigSpec | None = None,
+        gradient_checkpointing: bool = False,
+        rewards: list[RewardHead] | None = None,
+        reward_weights: dict[str, float] | None = None,
+        engine: Literal["hf", "vllm"] = "hf",
+        vllm: dict[str, Any] | None = None,
+        group_size: int = 16,
+        sampling: SamplingConfig = SamplingConfig(),
+        eval_sampling: SamplingConfig = SamplingConfig(temperature=0.1, top_p=1.0, top_k=0, max_new_tokens=512),
+        beta: float = 0.001,
+        epsilon: float = 0.2,
+        epsilon_high: float | None = None,
+        aggregation: Literal["token_mean", "sequence_mean"] = "token_mean",
+        advantage_scale: Literal["std", "none"] = "std",
+        num_iterations: int = 1,
+        micro_batch_prompts: int | None = None,
+        is_cap: float | None = 2.0,
+        learning_rate: float = 1e-6,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        max_grad_norm: float | None = 1.0,
+        warm_start_steps: int = 0,
+        warm_start_lr: float | None = None,
+        prompt: str = GEO_PROMPT,
+        predictions_csv: str | None = None,
+        thresholds_km: tuple[float, ...] = (1, 25, 200, 750, 2500),
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["rewards"])
+        if group_size < 2:
+            raise ValueError(f"group_size must be >= 2 for group-normalised advantages, got {group_size}")
+        self.automatic_optimization = False
+        # jsonargparse may hand dataclass arguments over as dicts
+        self.sampling = sampling if isinstance(sampling, SamplingConfig) else SamplingConfig(**sampling)
+        self.eval_sampling = eval_sampling if isinstance(eval_sampling, SamplingConfig) else SamplingConfig(**eval_sampling)
+        self.lora = lora if lora is None or isinstance(lora, LoraConfigSpec) else LoraConfigSpec(**lora)
+        self.reward_heads = torch.nn.ModuleList(rewards or [])
+        names = [h.name for h in self.reward_heads]
+        if len(set(names)) != len(names):
+            raise ValueError(f"reward heads need distinct names, got {names}")
+        unknown = set(reward_weights or {}) - set(names)
+        if unknown:
+            raise ValueError(f"reward_weights names {sorted(unknown)} match no reward head (heads: {names})")
+        for head in self.reward_heads:
+            head.requires_grad_(False).eval()
+        self.val_geo = GeoAccuracy(thresholds_km)
+        self.test_geo = GeoAccuracy(thresholds_km)
+        self.model: torch.nn.Module | None = None
+        self.processor = None
+        self.reference: ReferencePolicy | None = None
+        self._engine: RolloutEngine | None = None
+        self._gazetteer = None
+        self._test_rows: list[Prediction] = []
+        self.last_rollout: dict[str, Any] | None = None  # read by the completions-table callback
+
+    # ------------------------------------------------------------------ set-up
+    def configure_model(self) -> None:
+        """Load the policy (and its reference) once, under the strategy's init context."""
+        if self.model is not None:
+            return
+        hp = self.hparams
+        path = Path(hp.model_path)
+        if not path.exists():
+            if not hp.build_tiny_if_missing:
+                raise FileNotFoundError(f"model_path {path} does not exist (set build_tiny_if_missing for the demo model)")
+            from globe.models.tiny import build_tiny_qwen2_5_vl
+
+            build_tiny_qwen2_5_vl(path)
+        self.model, self.processor = load_vlm(str(path), dtype=hp.dtype, lora=self.lora, gradient_checkpointing=hp.gradient_checkpointing)
+        self.reference = ReferencePolicy.create(self.model, self.lora) if hp.beta != 0.0 else None
+
+    @property
+    def engine(self) -> RolloutEngine:
+        """The rollout engine, created on first use (vLLM needs the final device)."""
+        if self._engine is None:
+            if self.hparams.engine == "vllm":
+                from globe.rollout.vllm_engine import VLLMRolloutEngine
+
+                self._engine = VLLMRolloutEngine(self.hparams.model_path, **(self.hparams.vllm or {}))
+                self._engine.sync_weights(self.model)  # start from the trainer's weights (e.g. a checkpoint)
+            else:
+                from globe.rollout.hf_engine import HFRolloutEngine
+
+                self._engine = HFRolloutEngine(self.model, self.processor)
+        return self._engine
+
+    @property
+    def gazetteer(self):
+        if self._gazetteer is None:
+            from globe.geo.gazetteer import Gazetteer
+
+            self._gazetteer = Gazetteer.load()
+        return self._gazetteer
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+
+    def _set_lr(self, optimizer, warm_start: bool) -> float:
+        hp = self.hparams
+        if warm_start:
+            lr = hp.warm_start_lr or hp.learning_rate
+        else:
+            step = self.global_step - hp.warm_start_steps
+            lr = hp.learning_rate * min(1.0, (step + 1) / hp.warmup_steps) if hp.warmup_steps else hp.learning_rate
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    # ------------------------------------------------------------------ the GRPO step
+    def training_step(self, batch: list[GeoSample], batch_idx: int) -> None:
+        if self.global_step < self.hparams.warm_start_steps:
+            return self.warm_start_step(batch)
+        if self.global_step == self.hparams.warm_start_steps > 0 and self.reference is not None:
+            # the KL anchor is the warm-started model, not the random initialisation
+            self.reference = ReferencePolicy.create(self.model, self.lora)
+        timings = {}
+        t0 = time.perf_counter()
+        prompts = self.build_prompts(batch)
+        completions = self.rollout(prompts)
+        timings["time/rollout_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        rewards = self.score(batch, prompts, completions)
+        advantages, zero_spread = self.advantages(rewards.total)
+        timings["time/score_s"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        stats = self.optimize(prompts, completions, advantages)
+        self.engine.sync_weights(self.model)
+        timings["time/optimize_s"] = time.perf_counter() - t2
+        self.log_step(batch, completions, rewards, zero_spread, stats, timings)
+
+    def build_prompts(self, batch: list[GeoSample]) -> PromptBatch:
+        prompts = build_prompt_batch(self.processor, [s.image for s in batch], self.hparams.prompt)
+        prompts.inputs = prompt_inputs_to(prompts.inputs, self.device)
+        return prompts
+
+    @torch.no_grad()
+    def rollout(self, prompts: PromptBatch, sampling: SamplingConfig | None = None, n: int | None = None) -> Completions:
+        sampling = sampling or self.sampling
+        if sampling.seed is None:  # reproducible per step under a global seed, different every step
+            sampling = replace(sampling, seed=int(torch.randint(0, 2**31 - 1, (1,)).item()))
+        was_training = self.model.training
+        self.model.eval()
+        self.engine.wake()
+        completions = self.engine.generate(prompts, n or self.hparams.group_size, sampling)
+        self.engine.sleep()
+        self.model.train(was_training)
+        return completions
+
+    @torch.no_grad()
+    def score(self, batch: list[GeoSample], prompts: PromptBatch, completions: Completions) -> Rewards:
+        reward_batch = RewardBatch.from_groups(batch, completions.texts, prompts.texts)
+        heads = {h.name: h.score(reward_batch).float().cpu() for h in self.reward_heads}
+        weights = {name: (self.hparams.reward_weights or {}).get(name, 1.0) for name in heads}
+        total = combine_rewards(heads, weights) if heads else torch.zeros(len(completions.texts))
+        return Rewards(heads=heads, total=total)
+
+    def advantages(self, total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return group_advantages(total, self.hparams.group_size, scale=self.hparams.advantage_scale)
+
+    def optimize(self, prompts: PromptBatch, completions: Completions, advantages: torch.Tensor) -> dict[str, float]:
+        """``num_iterations`` optimiser steps over the rollout, micro-batched by whole groups."""
+        hp = self.hparams
+        optimizer = self.optimizers()
+        lr = self._set_lr(optimizer, warm_start=False)
+        n = hp.group_size
+        ids, mask = completions.ids.to(self.device), completions.mask.to(self.device)
+        sampler_logp = completions.logprobs.to(self.device)
+        advantages = advantages.to(self.device)
+        chunks = group_chunks(len(prompts), hp.micro_batch_prompts)
+        total_tokens = mask.sum().clamp(min=1)
+        temperature = self.sampling.temperature
+
+        # log-probs that stay fixed over the passes: the rollout-time policy and the reference
+        old_logp, ref_logp = [], []
+        need_old = hp.num_iterations > 1
+        with torch.no_grad():
+            for s, e in chunks:
+                rows = slice(s * n, e * n)
+                inputs = slice_prompt_inputs(prompts.inputs, s, e)
+                if need_old:
+                    old_logp.append(completion_logprobs(self.model, inputs, ids[rows], mask[rows], temperature))
+                if self.reference is not None:
+                    ref_logp.append(self.reference.logprobs(inputs, ids[rows], mask[rows], temperature))
+
+        sums: dict[str, float] = {}
+        for _ in range(hp.num_iterations):
+            optimizer.zero_grad()
+            for k, (s, e) in enumerate(chunks):
+                rows = slice(s * n, e * n)
+                inputs = slice_prompt_inputs(prompts.inputs, s, e)
+                logp = completion_logprobs(self.model, inputs, ids[rows], mask[rows], temperature)
+                old = old_logp[k] if need_old else logp.detach()
+                is_weights, is_stats = None, {}
+                if hp.is_cap is not None and hp.engine != "hf":
+                    is_weights, is_stats = truncated_is_weights(old, sampler_logp[rows], mask[rows], cap=hp.is_cap)
+                loss, stats = grpo_loss(
+                    logp, old, ref_logp[k] if ref_logp else None, advantages[rows], mask[rows],
+                    beta=hp.beta, eps_low=hp.epsilon, eps_high=hp.epsilon_high, aggregation=hp.aggregation,
+                    is_weights=is_weights, num_tokens=total_tokens,
+                )
+                if hp.aggregation == "sequence_mean":
+                    loss = loss * (e - s) / len(prompts)
+                self.manual_backward(loss)
+                weight = (e - s) / len(prompts) / hp.num_iterations
+                for key, value in {**stats, **is_stats, "loss": loss.detach()}.items():
+                    sums[key] = sums.get(key, 0.0) + float(value) * weight
+            if hp.max_grad_norm:
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(
+                    torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], hp.max_grad_norm)
+                ) / hp.num_iterations
+            optimizer.step()
+        sums["lr"] = lr
+        return sums
+
+    def log_step(self, batch, completions: Completions, rewards: Rewards, zero_spread, stats, timings) -> None:
+        lengths = completions.mask.sum(dim=1).float()
+        logs = {
+            "train/reward": rewards.total.mean(),
+            "train/reward_std": rewards.total.std(),
+            "train/zero_spread_fraction": zero_spread.float().mean(),
+            "train/truncated_fraction": completions.truncated.float().mean(),
+            "train/completion_length": lengths.mean(),
+            "train/completion_length_max": lengths.max(),
+        }
+        for name, values in rewards.heads.items():
+            logs[f"train/reward/{name}"] = values.mean()
+            logs[f"train/reward/{name}_std"] = values.std()
+        for key, value in stats.items():
+            logs[f"train/{key}"] = value
+        logs.update(timings)
+        self.log_dict(logs, batch_size=len(batch))
+        self.log("reward", rewards.total.mean(), prog_bar=True, logger=False, batch_size=len(batch))
+        self.last_rollout = {
+            "keys": [s.key for s in batch for _ in range(self.hparams.group_size)],
+            "completions": completions.texts,
+            "rewards": rewards.total.tolist(),
+            "heads": {k: v.tolist() for k, v in rewards.heads.items()},
+        }
+
+    # ------------------------------------------------------------------ supervised warm start (demo)
+    def warm_start_step(self, batch: list[GeoSample]) -> None:
+        """Teacher-forced NLL of each sample's reference reasoning (not in the paper; see module doc)."""
+        targets = [s.reasoning for s in batch]
+        if not all(targets):
+            raise ValueError("warm_start_steps > 0 needs samples with a reference `reasoning` (GeoSynth / MP16-Reason)")
+        optimizer = self.optimizers()
+        lr = self._set_lr(optimizer, warm_start=True)
+        prompts = self.build_prompts(batch)
+        tok = self.processor.tokenizer
+        eos = tok.convert_tokens_to_ids("<|im_end|>")
+        encoded = [tok(t, add_special_tokens=False).input_ids + [eos] for t in targets]
+        width = max(len(e) for e in encoded)
+        ids = torch.full((len(encoded), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, e in enumerate(encoded):
+            ids[i, : len(e)] = torch.tensor(e)
+            mask[i, : len(e)] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        logp = completion_logprobs(self.model, prompts.inputs, ids, mask, 1.0)
+        loss = -(logp * mask).sum() / mask.sum()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        if self.hparams.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.hparams.max_grad_norm)
+        optimizer.step()
+        self.log_dict({"warm_start/nll": loss.detach(), "warm_start/lr": lr}, batch_size=len(batch))
+        self.log("nll", loss.detach(), prog_bar=True, logger=False, batch_size=len(batch))
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, batch: list[GeoSample], metric: GeoAccuracy, stage: str) -> list[Prediction]:
+        prompts = self.build_prompts(batch)
+        completions = self.rollout(prompts, sampling=self.eval_sampling, n=1)
+        predictions = evaluate_completions(self.gazetteer, batch, completions.texts)
+        metric.update(**metric_inputs(predictions))
+        rewards = self.score(batch, prompts, completions)
+        logs = {f"{stage}/reward": rewards.total.mean(), f"{stage}/truncated_fraction": completions.truncated.float().mean()}
+        logs.update({f"{stage}/reward/{k}": v.mean() for k, v in rewards.heads.items()})
+        self.log_dict(logs, batch_size=len(batch), sync_dist=True)
+        return predictions
+
+    def validation_step(self, batch: list[GeoSample], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_geo, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metric(self.val_geo, "val")
+
+    def test_step(self, batch: list[GeoSample], batch_idx: int) -> None:
+        self._test_rows += self._evaluate(batch, self.test_geo, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metric(self.test_geo, "test")
+        self._write_predictions(self._test_rows)
+        self._test_rows = []
+
+    def _log_metric(self, metric: GeoAccuracy, stage: str) -> None:
+        values = metric.compute()
+        metric.reset()
+        logs = {f"{stage}/{k}": v.float() for k, v in values.items() if not (v.is_floating_point() and math.isnan(v))}
+        self.log_dict(logs, prog_bar=False)
+
+    def _write_predictions(self, rows: list[Prediction]) -> None:
+        path = self.hparams.predictions_csv
+        if path is None:
+            log_dir = self.trainer.log_dir if self.trainer is not None and self.trainer.log_dir else "."
+            path = str(Path(log_dir) / "predictions_test.csv")
+        if self.trainer is not None and self.trainer.world_size > 1:
+            path = str(Path(path).with_suffix(f".rank{self.global_rank}.csv"))
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=PREDICTION_COLUMNS)
+            writer.writeheader()
+            writer.writerows(r.row() for r in rows)
+        self.predictions_path = path
+
+    def on_fit_end(self) -> None:
+        if self._engine is not None and self.hparams.engine == "vllm":
+            self._engine.sleep()
