@@ -1,0 +1,194 @@
+"""Load a local Hugging Face vision-language model and its processor, optionally with LoRA adapters.
+
+- Any directory ``AutoModelForImageTextToText`` reads (Qwen2.5-VL first). Nothing is downloaded.
+- ``dtype="auto"``: bfloat16 when a GPU is present, float32 on the CPU (bf16 matmuls are slow there).
+- Processor: for Qwen2.5-VL without a working torchvision, ``ImageOnlyQwen2_5_VLProcessor`` (the
+  stock processor builds a video processor that needs torchvision); otherwise ``AutoProcessor``.
+- LoRA (peft) on the language model's attention and MLP projections only. The vision tower of
+  Qwen2.5-VL has modules with the same names (``visual.blocks.*.mlp.gate_proj``...), so the default
+  target is a regular expression that excludes it.
+- Gradient checkpointing uses non-reentrant checkpoints (no ``enable_input_require_grads`` needed
+  under LoRA, where the embeddings are frozen).
+- ``ReferencePolicy``: pi_ref of the KL term; the LoRA policy with adapters disabled, or a frozen copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+from globe.grpo.logprobs import completion_logprobs
+from globe.models.processor import ImageOnlyQwen2_5_VLProcessor
+
+# Attention and MLP projections of the language model; anything under a vision tower is excluded.
+# peft full-matches a string target against every module name, e.g.
+# "model.language_model.layers.0.self_attn.q_proj" (in) vs "model.visual.blocks.0.mlp.gate_proj" (out).
+LANGUAGE_MODEL_PROJECTIONS = (
+    r"^(?!.*\b(?:visual|vision_tower|vision_model)\b).*\.(?:q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+)
+
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+@dataclass
+class LoraConfigSpec:
+    """LoRA adapters for the policy."""
+
+    r: int = 16
+    """Adapter rank."""
+    alpha: int = 32
+    """Scaling numerator: the update is ``(alpha / r) * B @ A``."""
+    dropout: float = 0.0
+    """Dropout on the adapter input (training only). 0 by default: under RL, dropout makes the
+    rollout-time and training-time log-probs differ for the same weights (ratio != 1), as TRL's
+    ``disable_dropout`` notes; set it for supervised training (e.g. the reward model)."""
+    target_modules: str | list[str] = LANGUAGE_MODEL_PROJECTIONS
+    """Module-name regex (full match) or list of name suffixes; default: language-model projections."""
+
+
+def resolve_dtype(dtype: Dtype | torch.dtype) -> torch.dtype:
+    """``"auto"`` -> bfloat16 with a GPU, float32 without; names -> ``torch`` dtypes."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in names:
+        raise ValueError(f"dtype must be one of auto, {', '.join(names)}; got {dtype!r}")
+    return names[dtype]
+
+
+@functools.cache
+def torchvision_works() -> bool:
+    """True when torchvision imports (the registry's CUDA build fails beside a CPU torch)."""
+    if importlib.util.find_spec("torchvision") is None:
+        return False
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # any import-time failure means: do not use it
+        return False
+    return True
+
+
+def load_processor(path: str | Path):
+    """The processor of a local model directory (image-only for Qwen2.5-VL without torchvision)."""
+    model_type = AutoConfig.from_pretrained(str(path)).model_type
+    if model_type == "qwen2_5_vl" and not torchvision_works():
+        return ImageOnlyQwen2_5_VLProcessor.from_pretrained(path)
+    return AutoProcessor.from_pretrained(str(path))
+
+
+def apply_lora(model: torch.nn.Module, lora: LoraConfigSpec) -> torch.nn.Module:
+    """Wrap ``model`` in a peft ``PeftModel`` whose only trainable parameters are the adapters."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def load_vlm(
+    path: str | Path,
+    dtype: Dtype | torch.dtype = "auto",
+    lora: LoraConfigSpec | None = None,
+    gradient_checkpointing: bool = False,
+    attn_implementation: str | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[torch.nn.Module, object]:
+    """Load ``(model, processor)`` from a local Hugging Face directory.
+
+    Args:
+        path: model directory (config, weights, tokenizer, processor files).
+        dtype: ``"auto"`` (bf16 on GPU, fp32 on CPU), ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        lora: adapters to add (the returned model is then a ``PeftModel``); ``None``: full fine-tuning.
+        gradient_checkpointing: recompute activations in the backward pass (non-reentrant).
+        attn_implementation: ``"sdpa"``, ``"eager"``, ``"flash_attention_2"``...; ``None``: the default.
+        device: where to put the model; ``None`` leaves it on the CPU (Lightning moves it).
+    """
+    kwargs: dict = {"dtype": resolve_dtype(dtype)}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    model = AutoModelForImageTextToText.from_pretrained(str(path), **kwargs)
+    if device is not None:
+        model = model.to(device)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if lora is not None:
+        model = apply_lora(model, lora)
+    return model, load_processor(path)
+
+
+class ReferencePolicy:
+    """The frozen reference policy pi_ref of the KL term, built the cheapest correct way.
+
+    - LoRA policy (a ``peft.PeftModel``): the reference is the same model with its adapters
+      disabled (``with model.disable_adapter():``), i.e. the base weights; no copy.
+    - Full fine-tuning: a frozen deep copy of the policy taken at construction (build it before
+      the first optimiser step). ``ReferencePolicy`` is not an ``nn.Module``, so the copy stays out
+      of the optimiser and of checkpoints; it moves to the inputs' device on first use (or ``.to``).
+    - ``beta == 0``: no reference at all (the caller keeps ``None``).
+    """
+
+    def __init__(self, policy: torch.nn.Module, frozen_copy: torch.nn.Module | None = None) -> None:
+        self.policy = policy
+        self.frozen_copy = frozen_copy
+
+    @classmethod
+    def create(cls, policy: torch.nn.Module, lora: LoraConfigSpec | None = None) -> ReferencePolicy:
+        """The reference for ``policy``: adapters disabled for a LoRA (peft) policy, else a frozen copy.
+
+        Call it only when the KL term is on (beta != 0): with beta = 0 there is no reference.
+        """
+        if callable(getattr(policy, "disable_adapter", None)):
+            return cls(policy)
+        if lora is not None:
+            raise ValueError("lora is set but the policy has no adapters (not a peft model)")
+        frozen = copy.deepcopy(policy).eval()
+        frozen.requires_grad_(False)
+        return cls(policy, frozen)
+
+    @property
+    def uses_adapters(self) -> bool:
+        """True when the reference is the policy with adapters disabled."""
+        return self.frozen_copy is None
+
+    def to(self, device: torch.device | str) -> ReferencePolicy:
+        """Move the frozen copy (the adapter-disabled reference follows the policy by itself)."""
+        if self.frozen_copy is not None:
+            self.frozen_copy.to(device)
+        return self
+
+    @torch.no_grad()
+    def logprobs(
+        self,
+        prompt_inputs: Mapping[str, torch.Tensor],
+        completion_ids: torch.Tensor,
+        completion_mask: torch.Tensor,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
+        """``completion_logprobs`` under the reference, ``[N, C]``, without gradient."""
+        if self.frozen_copy is not None:
+            device = prompt_inputs["input_ids"].device
+            if next(self.frozen_copy.parameters()).device != device:
+                self.frozen_copy.to(device)  # follows the policy's inputs (Lightning moves only the policy)
+            return completion_logprobs(self.frozen_copy, prompt_inputs, completion_ids, completion_mask, temperature)
+        was_training = self.policy.training
+        self.policy.eval()  # the reference is deterministic: no dropout
+        try:
+            with self.policy.disable_adapter():
+                return completion_logprobs(self.policy, prompt_inputs, completion_ids, completion_mask, temperature)
+        finally:
+            self.policy.train(was_training)
