@@ -37,8 +37,14 @@ def main(argv: list[str] | None = None) -> None:
     from lightning.pytorch import LightningDataModule, LightningModule
     from lightning.pytorch.cli import LightningCLI
 
+    class GlobeCLI(LightningCLI):
+        def _parse_ckpt_path(self) -> None:
+            """The config files and the command line decide every setting; ``--ckpt_path`` only
+            restores state. (Lightning's default re-applies the hyper-parameters stored in the
+            checkpoint over the command line, so ``test`` could not change e.g. the decoding.)"""
+
     defaults = [] if _has_config(argv) else [str(DEMO_CONFIG)]
-    LightningCLI(
+    GlobeCLI(
         LightningModule,
         LightningDataModule,
         subclass_mode_model=True,

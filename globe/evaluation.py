@@ -63,7 +63,7 @@ def evaluate_completions(gazetteer: Gazetteer, samples: Sequence[GeoSample], tex
             )
         out.append(
             Prediction(
-                IMG_ID=sample.key,
+                IMG_ID=sample.extra.get("img_id", sample.key),  # the CSV's own id (keys are sanitised)
                 pred_country=answer.country or "",
                 pred_city=answer.city or "",
                 pred_lat=place.lat if place else math.nan,
