@@ -30,6 +30,7 @@ def _wandb_offline_without_key() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = argv  # None: LightningCLI reads sys.argv itself
     argv = sys.argv[1:] if argv is None else argv
     _wandb_offline_without_key()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         subclass_mode_data=True,
         parser_kwargs={"default_config_files": defaults, "parser_mode": "omegaconf"},
         save_config_kwargs={"overwrite": True},
-        args=argv,
+        args=args,
         auto_configure_optimizers=False,
     )
 

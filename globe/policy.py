@@ -411,6 +411,10 @@ class GRPOPolicy(LightningModule):
             writer.writerows(r.row() for r in rows)
         self.predictions_path = path
 
+    def on_fit_start(self) -> None:
+        if not self.reward_heads:
+            raise ValueError("GRPOPolicy has no reward heads: set model.init_args.rewards (see configs/reward/heads_*.yaml)")
+
     def on_fit_end(self) -> None:
         if self._engine is not None and self.hparams.engine == "vllm":
             self._engine.sleep()
