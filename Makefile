@@ -29,7 +29,7 @@ vllm-env:
 	bash .ci/vllm_env
 
 test-vllm: vllm-env
-	.venv-vllm/bin/python -m pytest -q tests/vllm
+	GLOBE_REQUIRE_VLLM=1 .venv-vllm/bin/python -m pytest -q tests/vllm
 
 clean-artifacts:
 	rm -rf artifacts lightning_logs wandb

@@ -37,6 +37,8 @@ VLLM_IMPORT_ERROR = _vllm_import_error()
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if VLLM_IMPORT_ERROR is None:
         return
+    if os.environ.get("GLOBE_REQUIRE_VLLM") == "1":  # the CI's vLLM stage: a broken install must fail
+        raise pytest.UsageError(f"GLOBE_REQUIRE_VLLM=1 but {VLLM_IMPORT_ERROR}")
     skip = pytest.mark.skip(reason=f"{VLLM_IMPORT_ERROR}; run .ci/vllm_env, then .venv-vllm/bin/python -m pytest tests/vllm")
     for item in items:
         if item.get_closest_marker("vllm") is not None:
