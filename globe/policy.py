@@ -165,6 +165,7 @@ class GRPOPolicy(LightningModule):
 
             build_tiny_qwen2_5_vl(path)
         self.model, self.processor = load_vlm(str(path), dtype=hp.dtype, lora=self.lora, gradient_checkpointing=hp.gradient_checkpointing)
+        self.model.train()  # from_pretrained returns eval mode; reward heads stay frozen in eval
         self.reference = ReferencePolicy.create(self.model, self.lora) if hp.beta != 0.0 else None
 
     @property
@@ -327,6 +328,9 @@ class GRPOPolicy(LightningModule):
         for key, value in stats.items():
             logs[f"train/{key}"] = value
         logs.update(timings)
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if hasattr(datamodule, "data_stats"):  # skipped samples (corrupt image, missing field...) by reason
+            logs.update({f"data/{k}": float(v) for k, v in datamodule.data_stats().items()})
         self.log_dict(logs, batch_size=len(batch))
         self.log("reward", rewards.total.mean(), prog_bar=True, logger=False, batch_size=len(batch))
         self.last_rollout = {
@@ -410,6 +414,14 @@ class GRPOPolicy(LightningModule):
             writer.writeheader()
             writer.writerows(r.row() for r in rows)
         self.predictions_path = path
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # frozen reward heads are configuration (they load from their own checkpoints), not
+        # training state: a 7B R_loc would otherwise double every policy checkpoint
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("reward_heads.")}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"].update({f"reward_heads.{k}": v for k, v in self.reward_heads.state_dict().items()})
 
     def on_fit_start(self) -> None:
         if not self.reward_heads:
