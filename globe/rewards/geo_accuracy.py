@@ -1,0 +1,213 @@
+"""R_geo: is the predicted (country, city) right?
+
+Paper formula, with ``alpha`` = 0.8 in its code (1.0 for city + country, 0.2 for the country
+only, 0 otherwise)::
+
+    R_geo = I[country ok] * (alpha * I[city ok] + (1 - alpha))
+
+The answer's ``country:`` / ``city:`` lines are read with :func:`globe.answer.parse_answer`.
+
+Name matching (``match``):
+
+* ``"gazetteer"`` (default, better than the paper): countries match when they resolve to the
+  same ISO code (:func:`globe.geo.countries.country_code`: aliases, codes, native names,
+  accents and punctuation folded: "USA" = "United States" = "US"); cities match when they
+  fold-equal or share a GeoNames city among the true country's cities, alternate names
+  included (:meth:`globe.geo.gazetteer.Gazetteer.same_city`: "Munich" = "München").
+  A country name neither side resolves falls back to fold equality.
+* ``"paper"``: the paper's test, for reproduction: lower-cased substring either way with a
+  length ratio >= ``paper_min_ratio`` (0.7), on the raw strings ("Germany" vs "DE" fails,
+  "Munich" vs "München" fails, "York" vs "New York" fails at 4/8 < 0.7).
+
+``mode="distance"`` replaces the indicator formula by ``exp(-d / tau_km)`` where d is the
+geodesic distance (km) from the gazetteer's geocode of the predicted names (city, else the
+country's capital) to the sample's true coordinates; unresolved names or missing truth score 0.
+
+Deviations from the paper: samples without true names (IM2GPS3K has coordinates only) get
+them from reverse geocoding their coordinates when ``names_from_coordinates`` is on (nearest
+GeoNames place; near borders its country can be wrong), instead of scoring 0.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Literal
+
+from data_modules.sample import GeoSample
+from globe.answer import parse_answer
+from globe.geo.countries import country_code
+from globe.geo.distance import geodesic_km
+from globe.geo.gazetteer import Gazetteer
+from globe.geo.text import fold
+from globe.rewards.base import CompletionRewardHead
+
+__all__ = ["GeoAccuracyReward", "paper_match", "same_country", "accuracy_reward_value", "distance_reward_value"]
+
+
+def paper_match(pred: str | None, truth: str | None, min_ratio: float = 0.7) -> bool:
+    """The paper's name test: lower-cased substring either way, length ratio >= ``min_ratio``.
+
+    >>> paper_match("Paris", "paris"), paper_match("Munich", "München"), paper_match("York", "New York")
+    (True, False, False)
+    >>> paper_match("United States", "United States of America")  # 13/24 = 0.54
+    False
+    """
+    if not isinstance(pred, str) or not isinstance(truth, str):
+        return False
+    p, t = pred.strip().lower(), truth.strip().lower()
+    if not p or not t:
+        return False
+    return (p in t and len(p) / len(t) >= min_ratio) or (t in p and len(t) / len(p) >= min_ratio)
+
+
+def same_country(pred: str | None, truth: str | None) -> bool:
+    """Countries match when both resolve to one ISO code; unresolvable names must fold-equal.
+
+    >>> same_country("USA", "United States"), same_country("Deutschland", "DE"), same_country("France", "Spain")
+    (True, True, False)
+    """
+    if not isinstance(pred, str) or not isinstance(truth, str) or not fold(pred) or not fold(truth):
+        return False
+    a, b = country_code(pred), country_code(truth)
+    if a is not None and b is not None:
+        return a == b
+    return fold(pred) == fold(truth)
+
+
+def accuracy_reward_value(country_ok: bool, city_ok: bool, alpha: float) -> float:
+    """``I[country] * (alpha * I[city] + (1 - alpha))``.
+
+    >>> accuracy_reward_value(True, True, 0.8), accuracy_reward_value(True, False, 0.8)
+    (1.0, 0.19999999999999996)
+    >>> accuracy_reward_value(False, True, 0.8)
+    0.0
+    """
+    return float(country_ok) * (alpha * float(city_ok) + (1.0 - alpha))
+
+
+def distance_reward_value(distance_km: float, tau_km: float) -> float:
+    """``exp(-d / tau)``; NaN (unresolved) -> 0.
+
+    >>> round(distance_reward_value(500.0, 500.0), 4), distance_reward_value(float("nan"), 500.0)
+    (0.3679, 0.0)
+    """
+    if distance_km is None or math.isnan(distance_km):
+        return 0.0
+    return math.exp(-max(distance_km, 0.0) / tau_km)
+
+
+@lru_cache(maxsize=4)
+def _gazetteer(cache_dir: str | None, min_population: int) -> Gazetteer:
+    """One gazetteer per (cache, city set) per process, shared by every head that needs it."""
+    return Gazetteer.load(cache_dir, min_population=min_population)
+
+
+class GeoAccuracyReward(CompletionRewardHead):
+    """R_geo: country/city correctness of the parsed answer (see the module docstring).
+
+    Args:
+        name: key of the head in scores, weights and logs.
+        alpha: weight of the city in ``I[country] * (alpha I[city] + 1 - alpha)``; 0.8 is the
+            paper's code (country only = 0.2).
+        mode: "names" (indicator formula) or "distance" (``exp(-d / tau_km)``).
+        match: "gazetteer" (codes, aliases, alternate names) or "paper" (substring + ratio).
+        tau_km: distance scale of ``mode="distance"`` in km.
+        paper_min_ratio: length ratio of the paper's substring test.
+        require_well_formed: score 0 unless the completion is ``<think>..</think><answer>..</answer>``
+            (default: read the answer lines wherever ``parse_answer`` finds them).
+        names_from_coordinates: reverse-geocode the truth's names when the sample has none.
+        gazetteer_cache_dir: where the gazetteer index is cached (default ``$GLOBE_CACHE``
+            or ``~/.cache/globe``).
+        gazetteer_min_population: GeoNames city set (500, 1000, 5000 or 15000).
+    """
+
+    name = "geo"
+
+    def __init__(
+        self,
+        name: str = "geo",
+        alpha: float = 0.8,
+        mode: Literal["names", "distance"] = "names",
+        match: Literal["gazetteer", "paper"] = "gazetteer",
+        tau_km: float = 500.0,
+        paper_min_ratio: float = 0.7,
+        require_well_formed: bool = False,
+        names_from_coordinates: bool = True,
+        gazetteer_cache_dir: str | None = None,
+        gazetteer_min_population: int = 500,
+    ) -> None:
+        super().__init__(name=name)
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if mode not in ("names", "distance"):
+            raise ValueError(f"mode must be 'names' or 'distance', got {mode!r}")
+        if match not in ("gazetteer", "paper"):
+            raise ValueError(f"match must be 'gazetteer' or 'paper', got {match!r}")
+        if tau_km <= 0:
+            raise ValueError(f"tau_km must be > 0, got {tau_km}")
+        self.alpha = alpha
+        self.mode = mode
+        self.match = match
+        self.tau_km = tau_km
+        self.paper_min_ratio = paper_min_ratio
+        self.require_well_formed = require_well_formed
+        self.names_from_coordinates = names_from_coordinates
+        self.gazetteer_cache_dir = gazetteer_cache_dir
+        self.gazetteer_min_population = gazetteer_min_population
+        self._gazetteer_override: Gazetteer | None = None
+
+    @property
+    def gazetteer(self) -> Gazetteer:
+        """Loaded on first use (~1 s from the cache), shared across heads of one process."""
+        if self._gazetteer_override is None:
+            self._gazetteer_override = _gazetteer(self.gazetteer_cache_dir, self.gazetteer_min_population)
+        return self._gazetteer_override
+
+    @gazetteer.setter
+    def gazetteer(self, value: Gazetteer) -> None:
+        self._gazetteer_override = value
+
+    def _truth_names(self, sample: GeoSample) -> tuple[str, str]:
+        country, city = sample.country or "", sample.city or ""
+        if (not country or not city) and self.names_from_coordinates and _finite(sample.lat, sample.lon):
+            place = self.gazetteer.reverse(sample.lat, sample.lon)
+            country, city = country or place.country_code, city or place.name
+        return country, city
+
+    def score_one(self, completion: str, sample: GeoSample) -> float:
+        parsed = parse_answer(completion)
+        if self.require_well_formed and not parsed.well_formed:
+            return 0.0
+        if self.mode == "distance":
+            return self._distance_score(parsed.city, parsed.country, sample)
+        if not parsed.country:
+            return 0.0
+        true_country, true_city = self._truth_names(sample)
+        if self.match == "paper":
+            country_ok = paper_match(parsed.country, true_country, self.paper_min_ratio)
+            city_ok = country_ok and paper_match(parsed.city, true_city, self.paper_min_ratio)
+        else:
+            country_ok = same_country(parsed.country, true_country)
+            city_ok = (
+                country_ok
+                and bool(parsed.city)
+                and bool(true_city)
+                and self.gazetteer.same_city(parsed.city, true_city, country_code(true_country))
+            )
+        return accuracy_reward_value(country_ok, city_ok, self.alpha)
+
+    def _distance_score(self, city: str | None, country: str | None, sample: GeoSample) -> float:
+        if not (city or country) or not _finite(sample.lat, sample.lon):
+            return 0.0
+        place = self.gazetteer.geocode(city, country)
+        if place is None:
+            return 0.0
+        return distance_reward_value(geodesic_km(place.lat, place.lon, sample.lat, sample.lon), self.tau_km)
+
+
+def _finite(*values: float) -> bool:
+    try:
+        return all(math.isfinite(float(v)) for v in values)
+    except (TypeError, ValueError):
+        return False

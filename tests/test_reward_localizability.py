@@ -1,0 +1,185 @@
+"""LocalizabilityReward (R_loc): yes/no scoring, batching, modes, CLI training and frozen reload."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from data_modules.sample import GeoSample
+from globe.models.loading import LoraConfigSpec
+from globe.models.tiny import build_tiny_qwen2_5_vl
+from globe.rewards.base import RewardBatch
+from globe.rewards.localizability import LocalizabilityReward
+
+ROOT = Path(__file__).resolve().parents[1]
+COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (230, 230, 230)]
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory) -> str:
+    return str(build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny") / "model"))
+
+
+@pytest.fixture(scope="module")
+def head(tiny_path) -> LocalizabilityReward:
+    torch.manual_seed(0)
+    return LocalizabilityReward(model_path=tiny_path, max_text_tokens=48, score_batch_size=3)
+
+
+def reward_batch(completions) -> RewardBatch:
+    n = len(completions)
+    images = [Image.new("RGB", (64 + 8 * i, 64), COLORS[i % 4]) for i in range(n)]
+    samples = [GeoSample(key=str(i), image=im, lat=0.0, lon=0.0, country="", city="") for i, im in enumerate(images)]
+    return RewardBatch(images, [""] * n, list(completions), samples)
+
+
+TEXTS = [
+    "<think>Snow on the ground and onion domes.</think><answer>country: Russia\ncity: Moscow</answer>",
+    "<think>Palm trees and a pyramid in the desert.</think><answer>country: Egypt\ncity: Cairo</answer>",
+    "<think>A plain wall with a window.</think><answer>country: France\ncity: Paris</answer>",
+    "<think>Red soil and eucalyptus trees</think><answer>country: Australia\ncity: Perth</answer>",
+    "<think>Cyrillic text on a sign",  # truncated
+]
+
+
+def test_score_is_p_yes_over_p_yes_plus_p_no_of_the_next_token(head):
+    """Hand-worked from the full next-token distribution: sum of p over the yes ids / (yes + no)."""
+    batch = reward_batch(TEXTS[:2])
+    got = head.score(batch)
+    with torch.no_grad():
+        inputs = head.encode(batch.images, [head.reasoning_text(t) for t in TEXTS[:2]])
+        p = head.model(**inputs).logits[:, -1].softmax(-1)  # [B, V] full vocabulary, every position kept
+    p_yes, p_no = p[:, head.yes_ids].sum(-1), p[:, head.no_ids].sum(-1)
+    assert got.tolist() == pytest.approx((p_yes / (p_yes + p_no)).tolist(), abs=1e-5)
+    assert len(set(head.yes_ids) | set(head.no_ids)) == len(head.yes_ids) + len(head.no_ids)
+
+
+def test_batching_and_padding_do_not_change_scores(head):
+    batch = reward_batch(TEXTS)
+    chunked = head.score(batch)  # score_batch_size 3: chunks of 3 + 2, different padding
+    head.score_batch_size = 16
+    try:
+        whole = head.score(batch)
+    finally:
+        head.score_batch_size = 3
+    assert chunked.shape == (5,) and torch.allclose(chunked, whole, atol=1e-4)
+    assert ((0.0 <= whole) & (whole <= 1.0)).all()
+
+
+def test_malformed_completions_never_raise(head):
+    got = head.score(reward_batch([None, "", "   ", "@@ garbage ##", "<think>", 7]))
+    # no reasoning text at all -> 0 without a forward pass; other text is the model's call
+    assert got[[0, 1, 2, 4, 5]].tolist() == [0.0] * 5
+    assert 0.0 <= got[3].item() <= 1.0
+    strict = LocalizabilityReward(model_path=head.hparams.model_path, max_text_tokens=48, require_well_formed=True)
+    assert strict.score(reward_batch(["@@ garbage ##", TEXTS[4]])).tolist() == [0.0, 0.0]
+
+
+def test_scoring_is_deterministic_in_train_mode(tiny_path):
+    """The trainer puts submodules back in train mode; LoRA dropout must not leak into rewards."""
+    torch.manual_seed(0)
+    lora = LocalizabilityReward(model_path=tiny_path, lora=LoraConfigSpec(r=4, alpha=8, dropout=0.5), max_text_tokens=32)
+    lora.train()
+    batch = reward_batch(TEXTS[:3])
+    a, b = lora.score(batch), lora.score(batch)
+    assert torch.equal(a, b) and lora.training  # same values, mode restored
+    assert {n for n, p in lora.named_parameters() if p.requires_grad} and all(
+        "lora_" in n for n, p in lora.named_parameters() if p.requires_grad
+    )
+
+
+def test_text_is_cut_to_max_text_tokens(head):
+    long = "<think>" + "palm trees and snow " * 200 + "</think>"
+    ids = head.processor.tokenizer.encode(head.reasoning_text(long), add_special_tokens=False)
+    assert len(ids) <= 48 + 2  # decode/re-encode may merge a byte pair differently at the cut
+    assert head.score(reward_batch([long])).shape == (1,)
+
+
+# ---------------------------------------------------------------------- training through the CLI
+def _cli_main():
+    spec = importlib.util.spec_from_file_location("globe_cli", ROOT / "cli.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def _override_yaml(tmp_path: Path, tiny_path: str, lora: bool) -> Path:
+    lora_yaml = "{r: 4, alpha: 8, dropout: 0.0}" if lora else "null"
+    text = f"""
+model:
+  init_args:
+    model_path: {tiny_path}
+    lora: {lora_yaml}
+    freeze_vision: true
+    max_text_tokens: 32
+    warmup_steps: 0
+    export_dir: {tmp_path}/export
+data:
+  init_args:
+    source:
+      init_args: {{root: {tmp_path}/geosynth, train_size: 48, val_size: 24, test_size: 4, min_shards: 1, batch_size: 8}}
+    batch_size: 8
+trainer:
+  max_epochs: 1
+  limit_train_batches: 3
+  limit_val_batches: 2
+  default_root_dir: {tmp_path}
+  logger: false
+  enable_progress_bar: false
+  callbacks:
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args: {{dirpath: {tmp_path}/checkpoints, save_last: true, monitor: val/auroc, mode: max}}
+"""
+    path = tmp_path / "override.yaml"
+    path.write_text(text)
+    return path
+
+
+def _fit(tmp_path: Path, tiny_path: str, lora: bool) -> Path:
+    override = _override_yaml(tmp_path, tiny_path, lora)
+    _cli_main()(["fit", "--config", str(ROOT / "configs/reward/localizability.yaml"), "--config", str(override)])
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    return ckpt
+
+
+@pytest.mark.slow
+def test_cli_fit_then_frozen_reload_scores_a_batch(tmp_path, tiny_path):
+    ckpt = _fit(tmp_path, tiny_path, lora=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    # full fine-tuning with a frozen vision tower: the vision weights are re-read from model_path
+    assert state["globe_frozen_keys_from_model_path"] > 0
+    assert not any(".visual." in k for k in state["state_dict"])
+
+    frozen = LocalizabilityReward.from_checkpoint(ckpt, score_batch_size=2)
+    assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())
+    assert frozen.max_text_tokens == 32  # model-defining settings come from the checkpoint
+    batch = reward_batch(TEXTS)
+    scores = frozen.score(batch)
+    assert scores.shape == (5,) and ((0 <= scores) & (scores <= 1)).all()
+
+    # the same weights through Lightning's own loader and through the exported HF directory
+    lightning_loaded = LocalizabilityReward.load_from_checkpoint(ckpt, export_dir=None).eval()
+    exported = LocalizabilityReward.from_checkpoint(tmp_path / "export")
+    assert torch.allclose(lightning_loaded.score(batch), scores, atol=1e-5)
+    assert torch.allclose(exported.score(batch), scores, atol=1e-5)
+    # trained weights differ from the untrained backbone
+    untrained = LocalizabilityReward(model_path=tiny_path, max_text_tokens=32)
+    assert not torch.allclose(untrained.score(batch), scores, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_cli_fit_with_lora_exports_an_adapter(tmp_path, tiny_path):
+    ckpt = _fit(tmp_path, tiny_path, lora=True)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    assert state and all("lora_" in k for k in state)  # only the adapters are written
+    assert (tmp_path / "export" / "adapter_config.json").is_file()
+    batch = reward_batch(TEXTS[:3])
+    from_ckpt = LocalizabilityReward.from_checkpoint(ckpt)
+    from_adapter = LocalizabilityReward.from_checkpoint(tmp_path / "export")
+    assert torch.allclose(from_ckpt.score(batch), from_adapter.score(batch), atol=1e-5)
+    assert not any(p.requires_grad for p in from_adapter.parameters())
