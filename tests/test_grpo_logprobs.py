@@ -8,24 +8,13 @@ from transformers import LogitsProcessor, LogitsProcessorList, Qwen2_5_VLForCond
 
 from globe.grpo.logprobs import completion_logprobs, images_per_prompt, repeat_images
 from globe.models.processor import ImageOnlyQwen2_5_VLProcessor
-from globe.models.tiny import build_tiny_qwen2_5_vl
 from globe.rollout.prompts_batch import build_prompt_batch
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def few_threads():
-    """One intra-op thread: the CPU machines are shared, and spinning threads cost more than they give."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    # built once per pytest run: the other tiny-model test files reuse the same base temp dir
-    path = build_tiny_qwen2_5_vl(tmp_path_factory.getbasetemp() / "tiny_qwen2_5_vl")
+def tiny(tiny_model_dir):
+    path = tiny_model_dir
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval()
     return model, ImageOnlyQwen2_5_VLProcessor.from_pretrained(path)
 

@@ -10,25 +10,15 @@ from PIL import Image
 from globe.grpo.logprobs import completion_logprobs
 from globe.models.loading import LANGUAGE_MODEL_PROJECTIONS, LoraConfigSpec, ReferencePolicy, load_vlm, resolve_dtype
 from globe.models.processor import ImageOnlyQwen2_5_VLProcessor
-from globe.models.tiny import build_tiny_qwen2_5_vl
 from globe.rollout.base import SamplingConfig
 from globe.rollout.hf_engine import HFRolloutEngine
 from globe.rollout.prompts_batch import build_prompt_batch
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def few_threads():
-    """One intra-op thread: the CPU machines are shared, and spinning threads cost more than they give."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return build_tiny_qwen2_5_vl(tmp_path_factory.getbasetemp() / "tiny_qwen2_5_vl")
+def tiny_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")

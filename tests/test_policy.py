@@ -17,14 +17,6 @@ from globe.rewards.geo_accuracy import GeoAccuracyReward
 from globe.rollout.base import Completions, SamplingConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _sample(key: str, country: str = "France", city: str = "Paris", lat: float = 48.8566, lon: float = 2.3522) -> GeoSample:
     image = Image.new("RGB", (112, 112), (120 + len(key), 160, 200))
     return GeoSample(key=key, image=image, lat=lat, lon=lon, country=country, city=city,

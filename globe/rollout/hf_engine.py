@@ -21,6 +21,7 @@ import torch
 
 from globe.rollout.base import Completions, PromptBatch, RolloutEngine, SamplingConfig
 from globe.rollout.prompts_batch import prompt_inputs_to
+from globe.rollout.stop_tokens import default_stop_token_ids
 
 
 def completion_mask(ids: torch.Tensor, eos_ids: Iterable[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,17 +58,7 @@ class HFRolloutEngine(RolloutEngine):
         self.pad_token_id = int(pad) if pad is not None else self.eos_token_ids[0]
 
     def _default_eos_ids(self) -> list[int]:
-        ids: set[int] = set()
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(int(self.tokenizer.eos_token_id))
-        vocab = self.tokenizer.get_vocab()
-        ids.update(vocab[token] for token in ("<|im_end|>", "<|endoftext|>") if token in vocab)
-        config_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        if config_eos is not None:
-            ids.update([config_eos] if isinstance(config_eos, int) else config_eos)
-        if not ids:
-            raise ValueError("no EOS token found; pass eos_token_ids")
-        return sorted(ids)
+        return default_stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None))
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Sample from ``model`` from now on (the same module: nothing to copy)."""

@@ -57,6 +57,7 @@ from typing import Literal
 import torch
 
 from globe.rollout.base import Completions, PromptBatch, RolloutEngine, SamplingConfig
+from globe.rollout.stop_tokens import default_stop_token_ids
 from globe.rollout.vllm_weights import hf_named_weights
 
 log = logging.getLogger(__name__)
@@ -210,14 +211,7 @@ class VLLMRolloutEngine(RolloutEngine):
         self._warned_convention = False
 
     def _default_stop_ids(self) -> list[int]:
-        ids: set[int] = set()
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(int(self.tokenizer.eos_token_id))
-        vocab = self.tokenizer.get_vocab()
-        ids.update(vocab[token] for token in ("<|im_end|>", "<|endoftext|>") if token in vocab)
-        if not ids:
-            raise ValueError("no EOS token found; pass stop_token_ids")
-        return sorted(ids)
+        return default_stop_token_ids(self.tokenizer)
 
     def _sampling_params(self, sampling: SamplingConfig, n: int, seed: int | None):
         from vllm import SamplingParams
