@@ -7,6 +7,10 @@ Built on the fly from any data module that yields ``list[GeoSample]`` with reaso
 2. per sample, in stream order:
    - localizable sample                      -> positive ``(its image, its reasoning, 1)``
    - non-localizable sample                  -> negative ``(its image, its reasoning, 0)``
+   - non-localizable sample, with probability ``claim_fraction``
+                                             -> negative ``(its image, the reasoning of an
+     earlier localizable sample, 0)``: a confident reasoning does not make a close-up of a
+     wall localizable, so the model has to look at the image, not only at the text
    - localizable sample, with probability ``swap_fraction``
                                              -> negative ``(its image, the reasoning of an
      earlier sample from a *different country*, 0)``, the partner drawn from a reservoir of
@@ -15,7 +19,8 @@ Built on the fly from any data module that yields ``list[GeoSample]`` with reaso
 
 The random draws use ``random.Random((seed, split, epoch))``: validation pairs are the same
 every epoch, training pairs change with the epoch. Each pair records its ``kind``
-(``positive``, ``non_localizable``, ``swapped``) so the model can log what it learns.
+(``positive``, ``non_localizable``, ``non_localizable_claim``, ``swapped``) so the model can log
+what it learns about each.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ class LocalizabilityPair:
     image: Image.Image
     reasoning: str
     label: int  # 1 localizable from this reasoning, 0 not
-    kind: str  # "positive" | "non_localizable" | "swapped"
+    kind: str  # "positive" | "non_localizable" | "non_localizable_claim" | "swapped"
 
 
 def make_pairs(
@@ -52,6 +57,7 @@ def make_pairs(
     swap_fraction: float = 0.5,
     swap_scope: Literal["country", "any"] = "country",
     reservoir_size: int = 256,
+    claim_fraction: float = 1.0,
 ) -> Iterator[LocalizabilityPair]:
     """The pairs of a sample stream (module docstring, stage 2). Samples without reasoning are skipped."""
     reservoir: deque[GeoSample] = deque(maxlen=reservoir_size)
@@ -60,6 +66,9 @@ def make_pairs(
             continue
         if not s.localizable:
             yield LocalizabilityPair(s.key, s.image, s.reasoning, 0, "non_localizable")
+            if reservoir and rng.random() < claim_fraction:
+                partner = rng.choice(reservoir)
+                yield LocalizabilityPair(f"{s.key}|{partner.key}", s.image, partner.reasoning, 0, "non_localizable_claim")
             continue
         yield LocalizabilityPair(s.key, s.image, s.reasoning, 1, "positive")
         if reservoir and rng.random() < swap_fraction:
@@ -74,13 +83,14 @@ class PairStream(IterableDataset):
     """Pairs built from a fresh pass over a GeoSample loader each time it is iterated."""
 
     def __init__(self, loader_fn: Callable[[], Iterable[list[GeoSample]]], split: str, seed: int,
-                 swap_fraction: float, swap_scope: str, reservoir_size: int) -> None:
+                 swap_fraction: float, swap_scope: str, reservoir_size: int, claim_fraction: float = 1.0) -> None:
         self.loader_fn = loader_fn
         self.split = split
         self.seed = seed
         self.swap_fraction = swap_fraction
         self.swap_scope = swap_scope
         self.reservoir_size = reservoir_size
+        self.claim_fraction = claim_fraction
         self.epoch = 0
 
     def __iter__(self) -> Iterator[LocalizabilityPair]:
@@ -88,7 +98,7 @@ class PairStream(IterableDataset):
         self.epoch += 1
         rng = random.Random(f"{self.seed}:{self.split}:{epoch}")
         samples = (s for batch in self.loader_fn() for s in batch)
-        yield from make_pairs(samples, rng, self.swap_fraction, self.swap_scope, self.reservoir_size)
+        yield from make_pairs(samples, rng, self.swap_fraction, self.swap_scope, self.reservoir_size, self.claim_fraction)
 
 
 class LocalizabilityPairs(LightningDataModule):
@@ -101,6 +111,8 @@ class LocalizabilityPairs(LightningDataModule):
         swap_fraction: probability that a localizable sample also yields a swapped negative.
         swap_scope: partner of a swapped negative from a different country ("country") or any sample.
         reservoir_size: recent localizable samples kept as swap partners.
+        claim_fraction: probability that a non-localizable sample also yields a negative with
+            a localizable sample's reasoning.
         seed: seed of the pair draws.
     """
 
@@ -111,11 +123,13 @@ class LocalizabilityPairs(LightningDataModule):
         swap_fraction: float = 0.5,
         swap_scope: Literal["country", "any"] = "country",
         reservoir_size: int = 256,
+        claim_fraction: float = 1.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if not 0.0 <= swap_fraction <= 1.0:
-            raise ValueError(f"swap_fraction must be in [0, 1], got {swap_fraction}")
+        for arg, value in (("swap_fraction", swap_fraction), ("claim_fraction", claim_fraction)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{arg} must be in [0, 1], got {value}")
         if swap_scope not in ("country", "any"):
             raise ValueError(f"swap_scope must be 'country' or 'any', got {swap_scope!r}")
         self.source = source
@@ -123,6 +137,7 @@ class LocalizabilityPairs(LightningDataModule):
         self.swap_fraction = swap_fraction
         self.swap_scope = swap_scope
         self.reservoir_size = reservoir_size
+        self.claim_fraction = claim_fraction
         self.seed = seed
         self._streams: dict[str, PairStream] = {}
 
@@ -136,7 +151,8 @@ class LocalizabilityPairs(LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         if split not in self._streams:
             loader_fn = getattr(self.source, f"{split}_dataloader")
-            self._streams[split] = PairStream(loader_fn, split, self.seed, self.swap_fraction, self.swap_scope, self.reservoir_size)
+            self._streams[split] = PairStream(loader_fn, split, self.seed, self.swap_fraction, self.swap_scope,
+                                              self.reservoir_size, self.claim_fraction)
         # the source's loader does the reading (and its workers); pairing is cheap, done here
         return DataLoader(self._streams[split], batch_size=self.batch_size, collate_fn=list, num_workers=0)
 

@@ -14,16 +14,17 @@ exactly from the logits instead of from an HTTP server's top-5 log-probs.
 
 Training (``python cli.py fit --config configs/reward/localizability.yaml``): cross-entropy
 on the two logits ``[l_no, l_yes]`` with label 1 for localizable image + its own reasoning, 0
-for non-localizable images and for reasoning paired with the wrong image
-(:mod:`data_modules.localizability_pairs`). Logged: ``train/loss``, ``train/auroc``,
+for non-localizable images (with their own reasoning, or with another sample's confident one)
+and for reasoning paired with the wrong image (:mod:`data_modules.localizability_pairs`). Logged: ``train/loss``, ``train/auroc``,
 ``val/loss``, ``val/auroc`` (torchmetrics ``BinaryAUROC``), ``val/acc`` and the AUROC of the
 positives against each kind of negative (``val/auroc_<kind>``).
 
 Deviations from the paper: the loss is on the two answer logits, not the full vocabulary
 (the paper fine-tunes with the generic SFT loss on the answer token); the reasoning given to
 the model is the ``<think>`` part by default (``text="think"``; ``"full"`` passes the whole
-completion as the paper does), truncated to ``max_text_tokens`` tokens (the image tokens are
-never cut); it scores in-process and batched, with no server.
+completion as the paper does); a reasoning longer than ``max_text_tokens`` tokens keeps its
+start and its last ``keep_last_tokens`` tokens (the conclusion naming the place), and the
+image tokens are never cut; it scores in-process and batched, with no server.
 
 Loading for GRPO: :meth:`LocalizabilityReward.from_checkpoint` takes a Lightning ``.ckpt``,
 a directory written by :meth:`export_pretrained` (full model or LoRA adapter), and returns a
@@ -113,7 +114,7 @@ class LocalizabilityReward(RewardHead):
 
     def __init__(
         self,
-        model_path: str = "artifacts/tiny-qwen2_5_vl",
+        model_path: str = "artifacts/tiny-qwen2.5-vl",
         build_tiny_if_missing: bool = False,
         lora: LoraConfigSpec | None = None,
         adapter_path: str | None = None,
@@ -194,8 +195,9 @@ class LocalizabilityReward(RewardHead):
 
     # ------------------------------------------------------------------ inputs
     def reasoning_text(self, completion: Any) -> str:
-        """The text the model judges: the reasoning (``text="think"``) or the whole completion,
-        cut to ``max_text_tokens`` tokens."""
+        """The text the model judges: the reasoning (``text="think"``) or the whole completion;
+        when longer than ``max_text_tokens`` tokens, its start and its last ``keep_last_tokens``
+        tokens joined by " ... "."""
         text = reasoning_of(completion) if self.text == "think" else as_text(completion).strip()
         tokenizer = self.processor.tokenizer
         ids = tokenizer.encode(text, add_special_tokens=False)
