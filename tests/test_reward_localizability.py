@@ -92,10 +92,14 @@ def test_scoring_is_deterministic_in_train_mode(tiny_path):
     )
 
 
-def test_text_is_cut_to_max_text_tokens(head):
-    long = "<think>" + "palm trees and snow " * 200 + "</think>"
-    ids = head.processor.tokenizer.encode(head.reasoning_text(long), add_special_tokens=False)
-    assert len(ids) <= 48 + 2  # decode/re-encode may merge a byte pair differently at the cut
+def test_text_is_cut_to_its_start_and_its_end(head):
+    long = "<think>" + "palm trees and snow " * 200 + "so this is Cairo, Egypt.</think>"
+    cut = head.reasoning_text(long)  # max_text_tokens 48: 16 from the start + keep_last_tokens 32
+    assert cut.startswith("palm trees") and cut.endswith("so this is Cairo, Egypt.") and " ... " in cut
+    ids = head.processor.tokenizer.encode(cut, add_special_tokens=False)
+    assert len(ids) <= 48 + 6  # plus " ... " and re-tokenisation at the two cut points
+    short = "<think>palm trees</think>"
+    assert head.reasoning_text(short) == "palm trees"
     assert head.score(reward_batch([long])).shape == (1,)
 
 

@@ -155,18 +155,18 @@ class GeoAccuracyReward(CompletionRewardHead):
         self.names_from_coordinates = names_from_coordinates
         self.gazetteer_cache_dir = gazetteer_cache_dir
         self.gazetteer_min_population = gazetteer_min_population
-        self._gazetteer_override: Gazetteer | None = None
+        self._gazetteer_instance: Gazetteer | None = None
 
     @property
     def gazetteer(self) -> Gazetteer:
         """Loaded on first use (~1 s from the cache), shared across heads of one process."""
-        if self._gazetteer_override is None:
-            self._gazetteer_override = _gazetteer(self.gazetteer_cache_dir, self.gazetteer_min_population)
-        return self._gazetteer_override
+        if self._gazetteer_instance is None:
+            self._gazetteer_instance = _gazetteer(self.gazetteer_cache_dir, self.gazetteer_min_population)
+        return self._gazetteer_instance
 
     @gazetteer.setter
     def gazetteer(self, value: Gazetteer) -> None:
-        self._gazetteer_override = value
+        self._gazetteer_instance = value
 
     def _truth_names(self, sample: GeoSample) -> tuple[str, str]:
         country, city = sample.country or "", sample.city or ""

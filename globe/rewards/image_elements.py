@@ -80,11 +80,14 @@ class SegmentationLabels(nn.Module):
         self.height, self.width = _target_size(cfg.get("size", 512))
         self.rescale = float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else 1.0
         normalize = cfg.get("do_normalize", True)
-        self.register_buffer("mean", torch.tensor(cfg.get("image_mean", _IMAGENET_MEAN) if normalize else (0.0,) * 3).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg.get("image_std", _IMAGENET_STD) if normalize else (1.0,) * 3).view(1, 3, 1, 1), persistent=False)
+        mean = cfg.get("image_mean", _IMAGENET_MEAN) if normalize else (0.0, 0.0, 0.0)
+        std = cfg.get("image_std", _IMAGENET_STD) if normalize else (1.0, 1.0, 1.0)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def preprocess(self, images: list[Image.Image]) -> torch.Tensor:  # [B, 3, H, W]
-        arrays = [np.asarray(im.convert("RGB").resize((self.width, self.height), Image.BILINEAR), dtype=np.float32) for im in images]
+        size = (self.width, self.height)
+        arrays = [np.asarray(im.convert("RGB").resize(size, Image.BILINEAR), dtype=np.float32) for im in images]
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(self.mean.device) * self.rescale
         return (x - self.mean) / self.std
 

@@ -15,9 +15,10 @@ exactly from the logits instead of from an HTTP server's top-5 log-probs.
 Training (``python cli.py fit --config configs/reward/localizability.yaml``): cross-entropy
 on the two logits ``[l_no, l_yes]`` with label 1 for localizable image + its own reasoning, 0
 for non-localizable images (with their own reasoning, or with another sample's confident one)
-and for reasoning paired with the wrong image (:mod:`data_modules.localizability_pairs`). Logged: ``train/loss``, ``train/auroc``,
-``val/loss``, ``val/auroc`` (torchmetrics ``BinaryAUROC``), ``val/acc`` and the AUROC of the
-positives against each kind of negative (``val/auroc_<kind>``).
+and for reasoning paired with the wrong image (:mod:`data_modules.localizability_pairs`).
+Logged: ``train/loss``, ``train/auroc``, ``val/loss``, ``val/auroc`` (torchmetrics
+``BinaryAUROC``), ``val/acc`` and the AUROC of the positives against each kind of negative
+(``val/auroc_<kind>``).
 
 Deviations from the paper: the loss is on the two answer logits, not the full vocabulary
 (the paper fine-tunes with the generic SFT loss on the answer token); the reasoning given to
@@ -143,7 +144,8 @@ class LocalizabilityReward(RewardHead):
             ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
             saved, state = ckpt.get("hyper_parameters", {}), ckpt["state_dict"]
             model_path, lora, adapter_path = saved["model_path"], saved.get("lora"), saved.get("adapter_path")
-            freeze_vision, question, text = saved.get("freeze_vision", freeze_vision), saved.get("question", question), saved.get("text", text)
+            freeze_vision = saved.get("freeze_vision", freeze_vision)
+            question, text = saved.get("question", question), saved.get("text", text)
             yes_words, no_words = saved.get("yes_words", yes_words), saved.get("no_words", no_words)
             max_text_tokens = saved.get("max_text_tokens", max_text_tokens)
             keep_last_tokens = saved.get("keep_last_tokens", keep_last_tokens)
