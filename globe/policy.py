@@ -175,7 +175,15 @@ class GRPOPolicy(LightningModule):
             if self.hparams.engine == "vllm":
                 from globe.rollout.vllm_engine import VLLMRolloutEngine
 
-                self._engine = VLLMRolloutEngine(self.hparams.model_path, **(self.hparams.vllm or {}))
+                from globe.rollout.vllm_engine import logprobs_follow_convention
+
+                kwargs = dict(self.hparams.vllm or {})
+                # vLLM's log-probs that equal the trainer's log_softmax(logits / T) for this sampling:
+                # processed ones when no top-k / top-p filter renormalises them, else raw ones
+                # (exact at T = 1, the paper's setting); see docs/vllm.md
+                processed = logprobs_follow_convention("processed_logprobs", self.sampling)
+                kwargs.setdefault("logprobs_mode", "processed_logprobs" if processed else "raw_logprobs")
+                self._engine = VLLMRolloutEngine(self.hparams.model_path, **kwargs)
                 self._engine.sync_weights(self.model)  # start from the trainer's weights (e.g. a checkpoint)
             else:
                 from globe.rollout.hf_engine import HFRolloutEngine
