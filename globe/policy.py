@@ -44,7 +44,8 @@ from globe.grpo.logprobs import completion_logprobs
 from globe.grpo.loss import grpo_loss, truncated_is_weights
 from globe.grpo.microbatch import group_chunks, slice_prompt_inputs
 from globe.metrics import GeoAccuracy
-from globe.models.loading import LoraConfigSpec, ReferencePolicy, load_vlm
+from globe.models.loading import LoraConfigSpec, ReferencePolicy, load_vlm, resolve_dtype
+from globe.models.sharding import full_tensor, shard_vlm
 from globe.prompts import GEO_PROMPT
 from globe.rewards.base import RewardBatch, RewardHead
 from globe.rewards.combine import combine_rewards
@@ -69,6 +70,10 @@ class GRPOPolicy(LightningModule):
         dtype: ``auto`` (bf16 on GPU, fp32 on CPU), ``float32`` or ``bfloat16``.
         lora: LoRA adapters (peft) on the language model; ``None`` = full fine-tuning.
         gradient_checkpointing: trade compute for activation memory.
+        fsdp_compute_dtype: under ``ModelParallelStrategy`` (FSDP2), gather and compute in this
+            dtype while the sharded master weights keep the loaded dtype and gradients are reduced
+            in float32 (load ``dtype: float32`` + ``bfloat16`` here = bf16 training with fp32
+            master weights, as DeepSpeed's bf16 mode does). ``None``: compute in the loaded dtype.
         rewards: reward heads (each has a ``name``).
         reward_weights: weight per head name (paper: accuracy 1.0, localizability 0.5,
             grounding 0.2, format 1.0). Heads missing here weigh 1.0.
@@ -98,6 +103,7 @@ class GRPOPolicy(LightningModule):
         dtype: Literal["auto", "float32", "bfloat16"] = "auto",
         lora: LoraConfigSpec | None = None,
         gradient_checkpointing: bool = False,
+        fsdp_compute_dtype: Literal["bfloat16", "float16", "float32"] | None = None,
         rewards: list[RewardHead] | None = None,
         reward_weights: dict[str, float] | None = None,
         engine: Literal["hf", "vllm"] = "hf",
@@ -156,6 +162,7 @@ class GRPOPolicy(LightningModule):
         """Load the policy (and its reference) once, under the strategy's init context."""
         if self.model is not None:
             return
+        self._refuse_wrapping_strategies()
         hp = self.hparams
         path = Path(hp.model_path)
         if not path.exists():
@@ -167,6 +174,53 @@ class GRPOPolicy(LightningModule):
         self.model, self.processor = load_vlm(str(path), dtype=hp.dtype, lora=self.lora, gradient_checkpointing=hp.gradient_checkpointing)
         self.model.train()  # from_pretrained returns eval mode; reward heads stay frozen in eval
         self.reference = ReferencePolicy.create(self.model, self.lora) if hp.beta != 0.0 else None
+        mesh = self._data_parallel_mesh()
+        if mesh is None:
+            if hp.fsdp_compute_dtype is not None:
+                raise ValueError("fsdp_compute_dtype needs trainer.strategy ModelParallelStrategy (FSDP2 sharding)")
+            return
+        # ModelParallelStrategy: FSDP2 over the data-parallel ranks (globe/models/sharding.py)
+        mp_policy = None
+        if hp.fsdp_compute_dtype is not None:
+            from torch.distributed.fsdp import MixedPrecisionPolicy
+
+            mp_policy = MixedPrecisionPolicy(param_dtype=resolve_dtype(hp.fsdp_compute_dtype), reduce_dtype=torch.float32)
+        shard_vlm(self.model, mesh, mp_policy=mp_policy)
+        if self.reference is not None and self.reference.frozen_copy is not None:
+            shard_vlm(self.reference.frozen_copy, mesh, mp_policy=mp_policy)
+
+    def _refuse_wrapping_strategies(self) -> None:
+        """FSDP1 (``strategy: fsdp``) and DeepSpeed wrap the whole LightningModule: parameters are
+        gathered only inside the wrapper's forward, while a GRPO step calls the model directly,
+        several times (generate, old / reference log-probs, micro-batches) and reads whole weights
+        for the vLLM sync. Sharding goes through ``ModelParallelStrategy`` (FSDP2) instead."""
+        if self._trainer is None:
+            return
+        from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
+
+        strategy = self.trainer.strategy
+        if isinstance(strategy, (FSDPStrategy, DeepSpeedStrategy)):
+            raise ValueError(
+                f"GRPOPolicy does not run under {type(strategy).__name__}; shard with FSDP2: trainer.strategy "
+                "class_path lightning.pytorch.strategies.ModelParallelStrategy, init_args {data_parallel_size: N, "
+                "tensor_parallel_size: 1} (see configs/grpo/paper_qwen2_5_vl_7b.yaml, docs/distributed.md)"
+            )
+
+    def _data_parallel_mesh(self):
+        """The data-parallel ``DeviceMesh`` under Lightning's ``ModelParallelStrategy``, else ``None``.
+
+        The policy shards with FSDP2 only (``globe.models.sharding``); tensor parallelism of the
+        trainer is refused (vLLM's own ``tensor_parallel_size`` is a separate, rollout-side setting).
+        """
+        mesh = self.device_mesh if self._trainer is not None else None
+        if mesh is None:
+            return None
+        if "tensor_parallel" in (mesh.mesh_dim_names or ()) and mesh["tensor_parallel"].size() > 1:
+            raise ValueError(
+                f"GRPOPolicy shards with FSDP2 over data-parallel ranks only; got tensor_parallel_size="
+                f"{mesh['tensor_parallel'].size()} (use ModelParallelStrategy(data_parallel_size=N, tensor_parallel_size=1))"
+            )
+        return mesh["data_parallel"] if "data_parallel" in (mesh.mesh_dim_names or ()) else mesh
 
     @property
     def engine(self) -> RolloutEngine:
@@ -219,8 +273,9 @@ class GRPOPolicy(LightningModule):
         if self.global_step < self.hparams.warm_start_steps:
             return self.warm_start_step(batch)
         if self.global_step == self.hparams.warm_start_steps > 0 and self.reference is not None:
-            # the KL anchor is the warm-started model, not the random initialisation
-            self.reference = ReferencePolicy.create(self.model, self.lora)
+            # the KL anchor is the warm-started model, not the random initialisation (a frozen copy
+            # only: under LoRA the reference is the base model, adapters disabled)
+            self.reference.refresh()
         timings = {}
         t0 = time.perf_counter()
         prompts = self.build_prompts(batch)
@@ -313,9 +368,8 @@ class GRPOPolicy(LightningModule):
                 for key, value in {**stats, **is_stats, "loss": loss.detach()}.items():
                     sums[key] = sums.get(key, 0.0) + float(value) * weight
             if hp.max_grad_norm:
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(
-                    torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], hp.max_grad_norm)
-                ) / hp.num_iterations
+                norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], hp.max_grad_norm)
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(full_tensor(norm)) / hp.num_iterations
             optimizer.step()
         sums["lr"] = lr
         return sums
@@ -407,7 +461,7 @@ class GRPOPolicy(LightningModule):
         values = metric.compute()
         metric.reset()
         logs = {f"{stage}/{k}": v.float() for k, v in values.items() if not (v.is_floating_point() and math.isnan(v))}
-        self.log_dict(logs, prog_bar=False)
+        self.log_dict(logs, prog_bar=False, sync_dist=True)  # equal on every rank already (torchmetrics synced)
 
     def _write_predictions(self, rows: list[Prediction]) -> None:
         path = self.hparams.predictions_csv
@@ -423,13 +477,20 @@ class GRPOPolicy(LightningModule):
             writer.writerows(r.row() for r in rows)
         self.predictions_path = path
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # frozen reward heads are configuration (they load from their own checkpoints), not
-        # training state: a 7B R_loc would otherwise double every policy checkpoint
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("reward_heads.")}
+    # Frozen reward heads are configuration (each loads from its own checkpoint), not training
+    # state: a 7B R_loc would otherwise double every policy checkpoint. They are left out of the
+    # state dict itself, so single-file and distributed (FSDP2) checkpoints both omit them, and
+    # loading puts the configured heads back.
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
+        state = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        for key in [k for k in state if k.startswith(f"{prefix}reward_heads.")]:
+            del state[key]
+        return state
 
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["state_dict"].update({f"reward_heads.{k}": v for k, v in self.reward_heads.state_dict().items()})
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        state = {k: v for k, v in state_dict.items() if not k.startswith("reward_heads.")}
+        state.update({f"reward_heads.{k}": v for k, v in self.reward_heads.state_dict().items()})
+        return super().load_state_dict(state, strict=strict, assign=assign)
 
     def on_fit_start(self) -> None:
         if not self.reward_heads:

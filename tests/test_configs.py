@@ -55,6 +55,22 @@ def test_paper_config_carries_the_paper_hyperparameters(capsys):
     assert args["eval_sampling"]["temperature"] == 0.1 and args["eval_sampling"]["max_new_tokens"] == 512
     assert args["reward_weights"] == {"geo": 1.0, "loc": 0.5, "vis": 0.2, "format": 1.0}
     assert args["engine"] == "vllm"
+    # bf16 compute over float32 master weights sharded with FSDP2 (the paper: DeepSpeed ZeRO-3, bf16)
+    assert args["dtype"] == "float32" and args["fsdp_compute_dtype"] == "bfloat16"
+    trainer = yaml.safe_load(output)["trainer"]
+    assert trainer["strategy"]["class_path"].endswith("ModelParallelStrategy")
+    assert trainer["strategy"]["init_args"]["tensor_parallel_size"] == 1
+
+
+def test_lora_config_leaves_sharding_for_ddp(capsys):
+    code, output = _parse(["--config", str(REPO / "configs/grpo/paper_qwen2_5_vl_7b.yaml"),
+                           "--config", str(REPO / "configs/grpo/lora.yaml"),
+                           "--config", str(REPO / "configs/data/mp16_reason.yaml")], capsys)
+    assert code == 0, output
+    resolved = yaml.safe_load(output)
+    assert resolved["trainer"]["strategy"] == "ddp"
+    assert resolved["model"]["init_args"]["fsdp_compute_dtype"] is None
+    assert resolved["model"]["init_args"]["lora"]["r"] == 64
 
 
 def test_demo_switches_engine_with_one_line(capsys):

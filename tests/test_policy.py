@@ -54,6 +54,41 @@ def test_invalid_configuration_is_rejected(tiny_model_dir):
     missing = GRPOPolicy(model_path=str(tiny_model_dir) + "-absent")
     with pytest.raises(FileNotFoundError, match="build_tiny_if_missing"):
         missing.configure_model()
+    unsharded = GRPOPolicy(model_path=str(tiny_model_dir), fsdp_compute_dtype="bfloat16")
+    with pytest.raises(ValueError, match="ModelParallelStrategy"):
+        unsharded.configure_model()
+
+
+def test_wrapping_strategies_are_refused_with_the_alternative(tiny_model_dir):
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    policy = GRPOPolicy(model_path=str(tiny_model_dir))
+    policy._trainer = SimpleNamespace(strategy=FSDPStrategy())  # FSDP1 (Lightning refuses it on a CPU trainer)
+    with pytest.raises(ValueError, match="does not run under FSDPStrategy.*ModelParallelStrategy"):
+        policy.configure_model()
+    assert policy.model is None
+
+
+def test_reward_heads_stay_out_of_the_policy_state(tiny_model_dir):
+    from globe.rewards.localizability import LocalizabilityReward
+
+    # a head with weights of its own: a whole VLM, configured (and loaded) separately
+    head = LocalizabilityReward(model_path=str(tiny_model_dir), max_text_tokens=16)
+    policy = _policy(tiny_model_dir, rewards=[head, FormatReward()], reward_weights={"loc": 0.5, "format": 1.0})
+    state = {k: v.clone() for k, v in policy.state_dict().items()}
+    assert any(k.startswith("model.") for k in state)
+    assert not any(k.startswith("reward_heads.") for k in state)
+    # a checkpoint without the heads loads strictly; the configured head keeps its own weights
+    head_before = {k: v.clone() for k, v in head.state_dict().items()}
+    with torch.no_grad():
+        for p in policy.model.parameters():
+            p.add_(1.0)
+    assert not all(torch.equal(state[k], v) for k, v in policy.state_dict().items())
+    policy.load_state_dict(state, strict=True)
+    assert all(torch.equal(state[k], v) for k, v in policy.state_dict().items())
+    assert all(torch.equal(head_before[k], v) for k, v in head.state_dict().items())
 
 
 def test_score_weights_each_head(tiny_model_dir):

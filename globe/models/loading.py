@@ -160,6 +160,17 @@ class ReferencePolicy:
         frozen.requires_grad_(False)
         return cls(policy, frozen)
 
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Make the frozen copy equal the policy's current weights, in place (same structure, so
+        FSDP2-sharded copies stay sharded). The adapter-disabled reference needs nothing."""
+        if self.frozen_copy is None:
+            return
+        for ref, cur in zip(self.frozen_copy.parameters(), self.policy.parameters(), strict=True):
+            ref.copy_(cur)
+        for ref, cur in zip(self.frozen_copy.buffers(), self.policy.buffers(), strict=True):
+            ref.copy_(cur)
+
     @property
     def uses_adapters(self) -> bool:
         """True when the reference is the policy with adapters disabled."""

@@ -8,6 +8,10 @@ Sampling follows the policy's own distribution: ``repetition_penalty`` and simil
 checkpoint's ``generation_config.json`` may carry are switched off (Qwen2.5-VL-Instruct ships
 ``repetition_penalty=1.05``), otherwise the samples would not come from the policy being trained.
 
+Under FSDP2 (``globe.models.sharding``) every forward gathers parameters collectively, so the
+ranks must step together: ``synced_gpus=True`` keeps a rank whose sequences are finished stepping
+until every rank's are (otherwise the ranks' all-gathers pair up out of order).
+
 Reported log-probs follow ``globe.rollout.base``: ``log_softmax(raw_logits / temperature)`` at the
 sampled token, from ``generate(output_logits=True)`` (raw logits, before top-k / top-p). Greedy
 decoding (``temperature <= 0``) reports ``log_softmax(raw_logits)``.
@@ -19,6 +23,7 @@ from collections.abc import Iterable
 
 import torch
 
+from globe.models.sharding import is_sharded
 from globe.rollout.base import Completions, PromptBatch, RolloutEngine, SamplingConfig
 from globe.rollout.prompts_batch import prompt_inputs_to
 from globe.rollout.stop_tokens import default_stop_token_ids
@@ -84,6 +89,7 @@ class HFRolloutEngine(RolloutEngine):
             output_logits=True,
             return_dict_in_generate=True,
             repetition_penalty=1.0,
+            synced_gpus=is_sharded(model) and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1,
         )
         if not greedy:
             options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)

@@ -96,6 +96,17 @@ def _initialised_world_size() -> int:
     return 1
 
 
+def _export_torchrun_environment() -> None:
+    """vLLM's ``external_launcher`` reads torchrun's variables (``RANK``, ``LOCAL_RANK``,
+    ``WORLD_SIZE``); Lightning's own launcher starts the ranks without ``RANK``. Fill them in from
+    the initialised process group (values already set are kept)."""
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    os.environ.setdefault("RANK", str(rank))
+    os.environ.setdefault("WORLD_SIZE", str(world))
+    local_world = torch.cuda.device_count() if torch.cuda.is_available() else world
+    os.environ.setdefault("LOCAL_RANK", str(rank % max(local_world, 1)))
+
+
 def repack_cpu_embedding_gemms(worker) -> int:
     """Run on a vLLM CPU worker after an in-place reload: rebuild the packed GEMM of every layer with
     the embedding method (the LM head), from its current weight. Returns how many were rebuilt.
@@ -183,6 +194,8 @@ class VLLMRolloutEngine(RolloutEngine):
         self._owns_process_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
         if distributed_executor_backend is None and _initialised_world_size() > 1:
             distributed_executor_backend = "external_launcher"
+        if distributed_executor_backend == "external_launcher":
+            _export_torchrun_environment()
         self.llm = LLM(
             model=self.model_path,
             dtype=dtype,
@@ -280,8 +293,9 @@ class VLLMRolloutEngine(RolloutEngine):
     @torch.no_grad()
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Load ``model``'s current weights into vLLM (LoRA merged), then drop every cache built
-        from the old ones. ``model`` may be a transformers model or a peft ``PeftModel``; sharded
-        (FSDP / ZeRO-3) parameters must be gathered first."""
+        from the old ones. ``model`` may be a transformers model or a peft ``PeftModel``; FSDP2-sharded
+        parameters are gathered one tensor at a time while vLLM loads them (a collective: every
+        rank syncs its own engine)."""
         if "weights" in self._asleep:
             self.llm.wake_up(tags=["weights"])
             self._asleep.discard("weights")

@@ -12,7 +12,9 @@ gate_up) themselves. So a weight sync only has to produce ``(hf_name, tensor)`` 
   matrices themselves are not sent.
 
 Tensors are yielded one at a time, so a merged copy of one layer at most exists at once.
-Sharded parameters (FSDP / ZeRO-3) must be gathered by the caller before this runs.
+FSDP2-sharded parameters (``DTensor``, ``globe.models.sharding``) are gathered one at a time
+(``full_tensor``, a collective: every rank must iterate the same weights in the same order, which
+holds because every rank syncs its own engine from the same module structure).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+
+from globe.models.sharding import full_tensor
 
 PEFT_PREFIX = "base_model.model."
 # Parameter name parts that belong to adapters, never to the base checkpoint.
@@ -65,11 +69,11 @@ def _merged_weight(module: torch.nn.Module) -> torch.Tensor:
     Adapters already merged into the base weight (``module.merged_adapters``) are not added twice.
     """
     weight = module.get_base_layer().weight
-    merged = weight.detach().clone()
+    merged = full_tensor(weight.detach()).clone()
     for adapter in module.active_adapters:
         if adapter in module.merged_adapters or adapter not in module.scaling:
             continue
-        merged += module.get_delta_weight(adapter).to(merged.dtype)
+        merged += full_tensor(module.get_delta_weight(adapter)).to(merged.dtype)
     return merged
 
 
@@ -82,7 +86,7 @@ def hf_named_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor
     """
     if not is_peft_model(model):
         for name, param in model.named_parameters():
-            yield name, param.detach()
+            yield name, full_tensor(param.detach())
         return
     lora = _lora_modules(model)
     for name, param in model.named_parameters():
@@ -91,4 +95,4 @@ def hf_named_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor
         if name in lora:
             yield base_name(name), _merged_weight(lora[name])
         else:
-            yield base_name(name), param.detach()
+            yield base_name(name), full_tensor(param.detach())

@@ -1,8 +1,11 @@
-"""A few GRPO steps through ``cli.py`` with the vLLM engine (the demo config, one line changed)."""
+"""A few GRPO steps through ``cli.py`` with the vLLM engine (the demo config, one line changed):
+in one process, and on two CPU ranks with the policy sharded by FSDP2 (each rank syncs its own
+colocated engine from the gathered weights, as the paper configuration does on GPUs)."""
 
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +17,17 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 REPO = Path(__file__).resolve().parents[2]
 
 
+FSDP2_TWO_RANKS = (
+    "--trainer.accelerator=cpu", "--trainer.devices=2",
+    "--trainer.strategy=lightning.pytorch.strategies.ModelParallelStrategy",
+    "--trainer.strategy.data_parallel_size=2", "--trainer.strategy.tensor_parallel_size=1",
+    "--trainer.callbacks+=test_policy_distributed.ParamSum",
+)
+
+
 @pytest.mark.vllm
-def test_grpo_steps_with_the_vllm_engine_through_cli(tmp_path):
+@pytest.mark.parametrize("parallel", [(), FSDP2_TWO_RANKS], ids=["one-process", "fsdp2-two-ranks"])
+def test_grpo_steps_with_the_vllm_engine_through_cli(tmp_path, parallel):
     from data_modules.geosynth.generate import write_geosynth
     from globe.models.tiny import build_tiny_qwen2_5_vl
 
@@ -36,9 +48,12 @@ def test_grpo_steps_with_the_vllm_engine_through_cli(tmp_path):
         "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.init_args.save_dir={run}",
         "--trainer.callbacks=[]", "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
         f"--trainer.callbacks.dirpath={run}/ckpt", "--trainer.callbacks.save_last=true",
-        f"--trainer.default_root_dir={run}",
+        f"--trainer.default_root_dir={run}", *parallel,
     ]
-    env = {"WANDB_MODE": "offline", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env = {"WANDB_MODE": "offline", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VLLM_CPU_KVCACHE_SPACE": "1",
+           "PYTHONPATH": str(REPO / "tests")}
+    if parallel:
+        env["OMP_NUM_THREADS"] = "1"  # two ranks on two cores
     proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
 
@@ -55,6 +70,11 @@ def test_grpo_steps_with_the_vllm_engine_through_cli(tmp_path):
     weights = [float(r["train/is_weight_mean"]) for r in rows if r.get("train/is_weight_mean")]
     assert all(abs(w - 1.0) < 1e-3 for w in weights), weights
 
+    if parallel:  # the ranks hold the same weights; the checkpoint is a sharded directory
+        sums = dict(re.findall(r"RANK (\d) PARAMSUM (\S+ \S+)", proc.stdout + proc.stderr))
+        assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], sums
+        assert (run / "ckpt" / "last.ckpt" / ".metadata").exists()
+        return
     ckpt = torch.load(run / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)
     initial = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir).state_dict()
     trained = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
