@@ -21,6 +21,9 @@ Deviations and additions, all configurable:
   rollout batch with the rollout's old log-probs).
 - Truncated importance sampling (``is_cap``) corrects for the sampler (vLLM) and the trainer
   computing different log-probs for the same tokens; the mismatch is logged.
+- Rollout seeds come from (seed, stage, step or batch index, rank), never from the global RNG
+  (``globe.rollout.seeds``): runs reproduce whatever else drew random numbers, and every
+  validation decodes batch k with the same seed, so checkpoints are compared on the same draws.
 - Completions cut at ``max_new_tokens`` are scored like any other (their answer is usually
   missing, so the accuracy heads give 0) and their fraction is logged, never silently hidden.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -51,6 +55,7 @@ from globe.rewards.base import RewardBatch, RewardHead
 from globe.rewards.combine import combine_rewards
 from globe.rollout.base import Completions, PromptBatch, RolloutEngine, SamplingConfig
 from globe.rollout.prompts_batch import build_prompt_batch, prompt_inputs_to
+from globe.rollout.seeds import rollout_seed
 
 
 @dataclass
@@ -296,11 +301,20 @@ class GRPOPolicy(LightningModule):
         prompts.inputs = prompt_inputs_to(prompts.inputs, self.device)
         return prompts
 
+    def rollout_seed(self, stage: str, index: int, sampling: SamplingConfig) -> int:
+        """The seed of one rollout call (``globe.rollout.seeds``): from the sampling's ``seed``, or
+        ``seed_everything``'s when unset, the stage, the step or batch index and the rank."""
+        base = sampling.seed if sampling.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return rollout_seed(base, stage, index, self.global_rank)
+
     @torch.no_grad()
-    def rollout(self, prompts: PromptBatch, sampling: SamplingConfig | None = None, n: int | None = None) -> Completions:
+    def rollout(
+        self, prompts: PromptBatch, sampling: SamplingConfig | None = None, n: int | None = None, seed: int | None = None
+    ) -> Completions:
+        """``n`` (default ``group_size``) samples per prompt; ``seed`` default: this training step's."""
         sampling = sampling or self.sampling
-        if sampling.seed is None:  # reproducible per step under a global seed, different every step
-            sampling = replace(sampling, seed=int(torch.randint(0, 2**31 - 1, (1,)).item()))
+        seed = self.rollout_seed("train", self.global_step, sampling) if seed is None else seed
+        sampling = replace(sampling, seed=seed)
         was_training = self.model.training
         self.model.eval()
         self.engine.wake()
@@ -432,9 +446,11 @@ class GRPOPolicy(LightningModule):
         self.log("nll", loss.detach(), prog_bar=True, logger=False, batch_size=len(batch))
 
     # ------------------------------------------------------------------ evaluation
-    def _evaluate(self, batch: list[GeoSample], metric: GeoAccuracy, stage: str) -> list[Prediction]:
+    def _evaluate(self, batch: list[GeoSample], batch_idx: int, metric: GeoAccuracy, stage: str) -> list[Prediction]:
         prompts = self.build_prompts(batch)
-        completions = self.rollout(prompts, sampling=self.eval_sampling, n=1)
+        # batch k decodes with the same seed at every validation: checkpoints meet the same random numbers
+        seed = self.rollout_seed(stage, batch_idx, self.eval_sampling)
+        completions = self.rollout(prompts, sampling=self.eval_sampling, n=1, seed=seed)
         predictions = evaluate_completions(self.gazetteer, batch, completions.texts)
         metric.update(**metric_inputs(predictions))
         rewards = self.score(batch, prompts, completions)
@@ -444,13 +460,13 @@ class GRPOPolicy(LightningModule):
         return predictions
 
     def validation_step(self, batch: list[GeoSample], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_geo, "val")
+        self._evaluate(batch, batch_idx, self.val_geo, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._log_metric(self.val_geo, "val")
 
     def test_step(self, batch: list[GeoSample], batch_idx: int) -> None:
-        self._test_rows += self._evaluate(batch, self.test_geo, "test")
+        self._test_rows += self._evaluate(batch, batch_idx, self.test_geo, "test")
 
     def on_test_epoch_end(self) -> None:
         self._log_metric(self.test_geo, "test")

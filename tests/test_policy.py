@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -127,6 +128,23 @@ def test_optimize_moves_logprobs_along_the_advantage(tiny_model_dir):
     assert stats["ratio_mean"] == pytest.approx(1.0)
     assert stats["clip_fraction"] == 0.0
     assert stats["lr"] == 1e-3
+
+
+def test_rollout_seeds_follow_the_step_not_the_global_rng(tiny_model_dir):
+    policy = _policy(tiny_model_dir)
+    prompts = policy.build_prompts([_sample("a"), _sample("b", "Japan", "Tokyo", 35.69, 139.69)])
+    torch.manual_seed(1)
+    first = policy.rollout(prompts)  # step 0 (no trainer)
+    torch.manual_seed(2)
+    torch.rand(1000)  # whatever else consumed random numbers in between
+    again = policy.rollout(prompts)
+    assert torch.equal(first.ids, again.ids)
+    next_step = policy.rollout(prompts, seed=policy.rollout_seed("train", 1, policy.sampling))
+    assert not torch.equal(first.ids, next_step.ids)
+    # validation batch k gets one seed whatever the step; the configured seed is the base
+    assert policy.rollout_seed("val", 0, policy.eval_sampling) != policy.rollout_seed("val", 1, policy.eval_sampling)
+    seeded = replace(policy.sampling, seed=5)
+    assert policy.rollout_seed("train", 0, seeded) != policy.rollout_seed("train", 0, policy.sampling)
 
 
 def test_zero_advantages_leave_weights_unchanged(tiny_model_dir):
