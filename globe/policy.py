@@ -55,7 +55,7 @@ from globe.rewards.base import RewardBatch, RewardHead
 from globe.rewards.combine import combine_rewards
 from globe.rollout.base import Completions, PromptBatch, RolloutEngine, SamplingConfig
 from globe.rollout.prompts_batch import build_prompt_batch, prompt_inputs_to
-from globe.rollout.seeds import rollout_seed
+from globe.rollout import seeds
 
 
 @dataclass
@@ -305,7 +305,7 @@ class GRPOPolicy(LightningModule):
         """The seed of one rollout call (``globe.rollout.seeds``): from the sampling's ``seed``, or
         ``seed_everything``'s when unset, the stage, the step or batch index and the rank."""
         base = sampling.seed if sampling.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        return rollout_seed(base, stage, index, self.global_rank)
+        return seeds.rollout_seed(base, stage, index, self.global_rank)
 
     @torch.no_grad()
     def rollout(
