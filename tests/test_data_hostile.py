@@ -1,0 +1,111 @@
+"""Hostile shard JSON: every bad sample is skipped with a reason, none escapes the decoder."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pytest
+import webdataset as wds
+from PIL import Image
+
+from data_modules import MP16Reason
+from data_modules.decode import MAX_JSON_BYTES, MAX_JSON_DEPTH, SampleError, sample_from_record
+
+
+def _jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 0)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+GOOD = {"lat": 48.85, "lon": 2.35, "country": "France", "city": "Paris"}
+
+
+def _json(**override) -> bytes:
+    return json.dumps(GOOD | override).encode()
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+# (name, json bytes, reason); each is a whole {key}.json member
+HOSTILE = [
+    # 100,000 levels: json.loads raises RecursionError
+    ("deep_100000", b'{"lat": 1, "lon": 2, "country": "a", "city": "b", "x": ' + _nested(100_000).encode() + b"}", "bad_json"),
+    # parses, but deeper than MAX_JSON_DEPTH (would recurse in pickling / logging later)
+    ("deep_parsed", _json(x=json.loads(_nested(MAX_JSON_DEPTH + 5))), "bad_json"),
+    # a 5,000-digit int: Python's int-string limit (4,300 digits) makes json.loads raise ValueError
+    ("int_5000_digits", b'{"lat": 1, "lon": 2, "country": "a", "city": "b", "score": ' + b"7" * 5000 + b"}", "bad_json"),
+    ("lat_5000_digits", b'{"lat": ' + b"7" * 5000 + b', "lon": 2, "country": "a", "city": "b"}', "bad_json"),
+    # a 400-digit int parses, but float() of it raises OverflowError
+    ("lat_400_digits", b'{"lat": ' + b"9" * 400 + b', "lon": 2, "country": "a", "city": "b"}', "bad_value"),
+    ("lon_400_digits", b'{"lat": 1, "lon": -' + b"9" * 400 + b', "country": "a", "city": "b"}', "bad_value"),
+    ("too_large", _json(reasoning="x" * MAX_JSON_BYTES), "bad_json"),
+    ("lat_nan", b'{"lat": NaN, "lon": 2, "country": "a", "city": "b"}', "bad_value"),
+    ("lat_inf", b'{"lat": Infinity, "lon": 2, "country": "a", "city": "b"}', "bad_value"),
+    ("lon_minus_inf", b'{"lat": 1, "lon": -Infinity, "country": "a", "city": "b"}', "bad_value"),
+    ("lat_1e999", b'{"lat": 1e999, "lon": 2, "country": "a", "city": "b"}', "bad_value"),  # parses as inf
+    ("lat_95", _json(lat=95), "bad_value"),
+    ("lon_300", _json(lon=300.0), "bad_value"),
+    ("lat_string_nan", _json(lat="nan"), "bad_value"),
+    ("lat_string_long", _json(lat="9" * 5000), "bad_value"),  # float() of it is inf
+    ("lat_true", _json(lat=True), "bad_value"),  # a JSON boolean is not a coordinate
+    ("lat_list", _json(lat=[1.0]), "bad_value"),
+]
+
+
+@pytest.mark.parametrize("name, data, reason", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_json_is_a_sample_error(name, data, reason):
+    with pytest.raises(SampleError) as info:
+        sample_from_record({"__key__": name, "json": data, "jpg": _jpeg()})
+    assert info.value.reason == reason
+
+
+def test_too_large_names_the_limit_and_is_checked_before_parsing():
+    data = b"[" * (MAX_JSON_BYTES + 1)  # would be a RecursionError if it were parsed
+    with pytest.raises(SampleError, match=rf"json_too_large: {MAX_JSON_BYTES + 1} bytes > {MAX_JSON_BYTES}") as info:
+        sample_from_record({"__key__": "big", "json": data, "jpg": _jpeg()})
+    assert info.value.reason == "bad_json"
+
+
+def test_depth_limit_is_inclusive():
+    ok = sample_from_record({"__key__": "k", "json": _json(x=json.loads(_nested(MAX_JSON_DEPTH - 1))), "jpg": _jpeg()})
+    assert ok.extra["x"] == json.loads(_nested(MAX_JSON_DEPTH - 1))  # the object itself is level 1
+    with pytest.raises(SampleError, match="nested deeper than"):
+        sample_from_record({"__key__": "k", "json": _json(x=json.loads(_nested(MAX_JSON_DEPTH))), "jpg": _jpeg()})
+
+
+def test_coordinates_present_are_checked_even_when_not_required():
+    rec = {"__key__": "k", "json": _json(lat=math.inf), "jpg": _jpeg()}
+    with pytest.raises(SampleError, match="lat"):
+        sample_from_record(rec, required=("country",))
+    absent = {"__key__": "k", "json": json.dumps({"country": "France"}).encode(), "jpg": _jpeg()}
+    sample = sample_from_record(absent, required=("country",))
+    assert math.isnan(sample.lat) and math.isnan(sample.lon)  # absent = unknown, still allowed
+    edge = sample_from_record({"__key__": "k", "json": _json(lat=-90, lon="180"), "jpg": _jpeg()})
+    assert (edge.lat, edge.lon) == (-90.0, 180.0)  # the bounds themselves are valid
+
+
+def test_hostile_shards_stream_good_samples_and_count_bad_ones(tmp_path):
+    """Real tars read by a DataLoader worker: the fit would die on the first escaping exception."""
+    with wds.TarWriter(str(tmp_path / "hostile-000000.tar")) as sink:
+        sink.write({"__key__": "good0", "jpg": _jpeg(), "json": _json()})
+        for name, data, _ in HOSTILE[:9]:
+            sink.write({"__key__": name, "jpg": _jpeg(), "json": data})
+        sink.write({"__key__": "good1", "jpg": _jpeg(), "json": _json(city="Lyon")})
+    with wds.TarWriter(str(tmp_path / "hostile-000001.tar")) as sink:
+        for name, data, _ in HOSTILE[9:]:
+            sink.write({"__key__": name, "jpg": _jpeg(), "json": data})
+        sink.write({"__key__": "good2", "jpg": _jpeg(), "json": _json(lat=-33.9, lon=151.2)})
+    dm = MP16Reason(test_shards=str(tmp_path / "hostile-{000000..000001}.tar"), batch_size=2, num_workers=1,
+                    max_bad_fraction=1.0)
+    samples = [s for batch in dm.test_dataloader() for s in batch]
+    assert [s.key for s in samples] == ["good0", "good1", "good2"]
+    assert (samples[1].city, samples[2].lat) == ("Lyon", -33.9)
+    counts = dm.stats["test"].counts  # summed over the worker through shared memory
+    expected = {reason: sum(1 for _, _, r in HOSTILE if r == reason) for reason in ("bad_json", "bad_value")}
+    assert {k: counts[k] for k in ("ok", "bad_json", "bad_value")} == {"ok": 3, **expected}
+    assert dm.stats["test"].bad == len(HOSTILE)
