@@ -15,6 +15,16 @@ steps would deadlock collective ops. With it, every rank yields exactly
 has a ``len`` (so schedulers and ``estimated_stepping_batches`` work). Without it an epoch
 is one pass over the rank's shards. Validation and test always make one unshuffled pass.
 
+Exact resume (``state_dict`` / ``load_state_dict``, saved in every checkpoint): the position of
+the current training epoch on every rank and DataLoader worker (``data_position``). A run
+restored from a mid-epoch checkpoint replays each worker's stream and drops the batches already
+trained on, so it trains on exactly the batches the uninterrupted run would have, in the same
+order. Resume needs the same ranks, ``num_workers``, shards and seeds.
+
+Order seed: ``seed=None`` (the default) takes the run's ``seed_everything`` seed, so
+``--seed_everything N`` changes the data order as a Lightning user expects (the data set itself
+is fixed by the data; GeoSynth's generation seed is separate).
+
 Bad data (corrupt image, truncated tar, JSON missing a field) is skipped and counted per
 reason in ``self.stats[split]`` (``DataStats``); a split whose skipped fraction exceeds
 ``max_bad_fraction`` after ``min_samples_before_check`` samples raises ``BadDataError``.
@@ -22,11 +32,14 @@ reason in ``self.stats[split]`` (``DataStats``); a split whose skipped fraction 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from typing import Any
 
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from .data_position import EpochPosition, GeoBatch, gather_positions
 from .data_stats import DataStats
 from .decode import REQUIRED_FIELDS
 from .distributed import rank_and_world_size
@@ -51,7 +64,8 @@ class MP16Reason(LightningDataModule):
         num_workers: DataLoader worker processes per rank.
         shuffle_buffer: training samples held in the shuffle buffer (0 or 1 disables it;
             shard order is still reshuffled every epoch).
-        seed: base seed; epoch ``e`` of rank ``r``, worker ``w`` shuffles with (seed, e, r, w).
+        seed: order seed; epoch ``e`` of rank ``r``, worker ``w`` shuffles with (seed, e, r, w).
+            ``None``: the ``seed_everything`` seed of the run (0 without one).
         epoch_length: training samples per rank per epoch (``None``: one pass over the shards).
         max_bad_fraction: largest tolerated fraction of skipped samples per split.
         min_samples_before_check: samples seen before ``max_bad_fraction`` is enforced.
@@ -67,7 +81,7 @@ class MP16Reason(LightningDataModule):
         batch_size: int = 8,
         num_workers: int = 0,
         shuffle_buffer: int = 1000,
-        seed: int = 0,
+        seed: int | None = None,
         epoch_length: int | None = None,
         max_bad_fraction: float = 0.1,
         min_samples_before_check: int = 100,
@@ -91,6 +105,15 @@ class MP16Reason(LightningDataModule):
             split: DataStats(split, max_bad_fraction, min_samples_before_check) for split in SPLITS
         }
         self._epoch: int | None = None
+        self._position: EpochPosition | None = None  # the training epoch under way on this rank
+        self._resume: EpochPosition | None = None  # restored from a checkpoint, for the next train loader
+
+    @property
+    def order_seed(self) -> int:
+        """The shuffling seed: ``seed``, else ``seed_everything``'s (``PL_GLOBAL_SEED``), else 0."""
+        if self.seed is not None:
+            return int(self.seed)
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     def set_epoch(self, epoch: int) -> None:
         """Force the epoch used for shuffling by the next training loader (e.g. outside a Trainer)."""
@@ -112,12 +135,14 @@ class MP16Reason(LightningDataModule):
             num_workers=self.num_workers,
             shuffle=train,
             shuffle_buffer=self.shuffle_buffer,
-            seed=self.seed,
+            seed=self.order_seed,
             epoch_length=self.epoch_length if train else None,
             required_fields=self.required_fields,
         )
         if train and self._epoch is not None:
             stream.set_epoch(self._epoch)
+        if train:
+            stream.resume = self._resume
         return stream
 
     def _loader(self, split: str) -> DataLoader:
@@ -134,6 +159,49 @@ class MP16Reason(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+    # ------------------------------------------------------------------ exact resume
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Count each training batch as it reaches the training step (after Lightning's prefetch)."""
+        trainer = self._trainer_or_none()
+        if trainer is not None and trainer.training and isinstance(batch, GeoBatch):
+            epoch = int(trainer.current_epoch)
+            if self._position is None or self._position.epoch != epoch:
+                resumed = self._resume if self._resume is not None and self._resume.epoch == epoch else None
+                self._position = resumed or EpochPosition(epoch, self.num_workers)
+                self._resume = None
+            self._position.advance(batch.worker)
+        return batch
+
+    def _trainer_or_none(self):
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training position of every rank (a collective under several ranks: Lightning
+        builds the checkpoint on every rank, and only rank 0 writes this part)."""
+        position = self._position or self._resume
+        positions = gather_positions(position.to_dict() if position is not None else None)
+        return {"positions": positions, "order_seed": self.order_seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        positions = state_dict.get("positions") or []
+        rank, world_size = rank_and_world_size(self._trainer_or_none())
+        if positions and len(positions) != world_size:
+            raise ValueError(
+                f"the checkpoint's data position is for {len(positions)} rank(s), this run has {world_size}: "
+                "an exact resume needs the same number of ranks"
+            )
+        if positions and state_dict.get("order_seed") != self.order_seed:
+            raise ValueError(
+                f"the checkpoint's data order seed is {state_dict.get('order_seed')}, this run's is "
+                f"{self.order_seed}: resume with the same seed_everything / data seed"
+            )
+        mine = positions[rank] if positions else None
+        self._resume = EpochPosition.from_dict(mine) if mine is not None else None
+        self._position = None
 
     def data_stats(self) -> dict[str, float]:
         """All split counters as one flat dict for ``log_dict``."""

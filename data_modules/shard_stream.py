@@ -11,7 +11,10 @@ Stages of one pass (``wds.DataPipeline``), per DataLoader worker:
 4. decode        -- ``decode.sample_from_record``; bad samples are counted and skipped
 5. quota         -- with ``epoch_length``: exactly this many samples per rank per epoch
                     (the shard list repeats as needed); without it: one pass
-6. batch         -- ``wds.batched`` into ``list[GeoSample]``
+6. skip          -- on resume, the batches this (logical) worker already gave to training
+                    (``data_position``: the replay is exact, so these are the same batches)
+7. batch         -- ``wds.batched`` into ``GeoBatch`` (a ``list[GeoSample]`` tagged with its
+                    logical worker, which the data module counts for the checkpoint)
 
 Epochs: ``set_epoch(e)`` (Lightning calls it through the loader's sampler, see
 ``make_loader``) or, without it, each ``iter()`` advances the epoch by one, also inside
@@ -28,6 +31,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torch.utils.data.dataloader import _InfiniteConstantSampler
 
+from .data_position import EpochPosition, GeoBatch
 from .data_stats import DataStats
 from .decode import REQUIRED_FIELDS, SampleError, sample_from_record
 from .sample import GeoSample
@@ -86,7 +90,9 @@ class ShardStream(IterableDataset):
         self.epoch_length = epoch_length
         self.required_fields = tuple(required_fields)
         self.epoch = 0
-        check_enough_shards(len(self.urls), world_size, num_workers, stats.name)
+        self.resume: EpochPosition | None = None  # set by the data module when a checkpoint is restored
+        if shuffle:  # evaluation streams split samples instead when shards are few (``_split_samples``)
+            check_enough_shards(len(self.urls), world_size, num_workers, stats.name)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -100,10 +106,19 @@ class ShardStream(IterableDataset):
         return sum(-(-q // self.batch_size) for q in quotas)
 
     # -- stages
+    def _split_samples(self, num_workers: int) -> bool:
+        """Evaluation with fewer shards than readers (e.g. 4 validation shards, 8 ranks x 2 workers):
+        every rank reads every shard (split over its workers) and keeps every ``world_size``-th
+        record, so each record is still read by exactly one (rank, worker). Training keeps the
+        shard split, which is cheaper and is required (``TooFewShardsError``) there."""
+        return not self.shuffle and len(self.urls) < self.world_size * max(num_workers, 1)
+
     def _shard_source(self, epoch: int, worker: int, num_workers: int) -> Iterator[dict]:
+        by_sample = self._split_samples(num_workers)
+        rank, world_size = (0, 1) if by_sample else (self.rank, self.world_size)
         for pass_index in itertools.count():
             seed = f"{self.seed}:{epoch}:{pass_index}" if self.shuffle else None
-            for url in shards_for(self.urls, self.rank, self.world_size, worker, num_workers, seed):
+            for url in shards_for(self.urls, rank, world_size, worker, num_workers, seed):
                 yield {"url": url}
             if self.epoch_length is None:
                 return
@@ -111,12 +126,15 @@ class ShardStream(IterableDataset):
                 self.stats.check(final=True)
                 raise RuntimeError(f"{self.stats.name}: a full pass over this reader's shards yielded no record")
 
-    def _records(self, sources: Iterator[dict]) -> Iterator[dict]:
-        for record in tar_records(sources, lambda key, detail: self.stats.record_bad("bad_shard", key, detail)):
+    def _records(self, sources: Iterator[dict], split_samples: bool = False) -> Iterator[dict]:
+        for index, record in enumerate(tar_records(sources, lambda key, detail: self.stats.record_bad("bad_shard", key, detail))):
+            if split_samples and index % self.world_size != self.rank:
+                continue
             self._records_this_epoch += 1
             yield record
 
     def _decode(self, records: Iterator[dict]) -> Iterator[GeoSample]:
+        self._samples_this_epoch = 0
         for record in records:
             key = record.get("__key__", "?")
             try:
@@ -125,14 +143,27 @@ class ShardStream(IterableDataset):
                 self.stats.record_bad(exn.reason, f"{record.get('__url__', '')}:{key}", str(exn))
                 continue
             self.stats.record_ok()
+            self._samples_this_epoch += 1
             yield sample
 
-    def __iter__(self) -> Iterator[list[GeoSample]]:
+    def __iter__(self) -> Iterator[GeoBatch]:
         epoch = self.epoch
         self.epoch += 1  # a persistent worker's copy advances itself
-        worker, num_workers = _worker()
-        check_enough_shards(len(self.urls), self.world_size, num_workers, self.stats.name)
-        self._records_this_epoch = 0
+        physical, num_workers = _worker()
+        if self.shuffle:
+            check_enough_shards(len(self.urls), self.world_size, num_workers, self.stats.name)
+        split_samples = self._split_samples(num_workers)
+        resume = self.resume if self.resume is not None and self.resume.epoch == epoch else None
+        worker, skip = physical, 0
+        if resume is not None:
+            if len(resume.consumed) != max(num_workers, 1):
+                raise ValueError(
+                    f"{self.stats.name}: the checkpoint's data position was taken with {len(resume.consumed)} "
+                    f"DataLoader worker(s), this run has {max(num_workers, 1)}: resume with the same num_workers"
+                )
+            worker = resume.logical_worker(physical)
+            skip = resume.consumed[worker]
+        self._records_this_epoch = self._samples_this_epoch = 0
         shuffle = None
         if self.shuffle and self.shuffle_buffer > 1:
             rng_seed = f"{self.seed}:{epoch}:{self.rank}:{worker}"
@@ -140,15 +171,22 @@ class ShardStream(IterableDataset):
         quota = None if self.epoch_length is None else worker_quota(self.epoch_length, worker, num_workers)
         pipeline = wds.DataPipeline(
             lambda: self._shard_source(epoch, worker, num_workers),
-            self._records,
+            lambda src: self._records(src, split_samples),
             shuffle,
             self._decode,
             (lambda src: itertools.islice(src, quota)) if quota is not None else None,
-            wds.batched(self.batch_size, collation_fn=list, partial=True),
+            wds.batched(self.batch_size, collation_fn=lambda samples: GeoBatch(samples, worker), partial=True),
+            (lambda src: itertools.islice(src, skip, None)) if skip else None,
         )
         yield from pipeline
         if self.epoch_length is None:
             self.stats.check(final=True)
+            if self.shuffle and self._samples_this_epoch == 0:
+                # an empty training pass would make Lightning spin through empty epochs forever
+                raise RuntimeError(
+                    f"{self.stats.name}: a full pass over this reader's {len(self.urls)} shard(s) "
+                    f"(rank {self.rank}, worker {worker}) yielded no usable sample; check the shards"
+                )
 
 
 class _EpochSampler(_InfiniteConstantSampler):

@@ -34,6 +34,7 @@ import csv
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -47,9 +48,11 @@ from globe.grpo.advantages import group_advantages
 from globe.grpo.logprobs import completion_logprobs
 from globe.grpo.loss import grpo_loss, truncated_is_weights
 from globe.grpo.microbatch import group_chunks, slice_prompt_inputs
+from globe.grpo.step_stats import combine_chunks, combine_passes
 from globe.metrics import GeoAccuracy
 from globe.models.loading import LoraConfigSpec, ReferencePolicy, load_vlm, resolve_dtype
 from globe.models.sharding import full_tensor, shard_vlm
+from globe.output_files import atomic_writer, check_writable_dir, check_writable_file
 from globe.prompts import GEO_PROMPT
 from globe.rewards.base import RewardBatch, RewardHead
 from globe.rewards.combine import combine_rewards
@@ -158,6 +161,7 @@ class GRPOPolicy(LightningModule):
         self.processor = None
         self.reference: ReferencePolicy | None = None
         self._engine: RolloutEngine | None = None
+        self._engine_stale = False  # the trained weights changed since the engine's last sync
         self._gazetteer = None
         self._test_rows: list[Prediction] = []
         self.last_rollout: dict[str, Any] | None = None  # read by the completions-table callback
@@ -178,11 +182,19 @@ class GRPOPolicy(LightningModule):
             build_tiny_qwen2_5_vl(path)
         self.model, self.processor = load_vlm(str(path), dtype=hp.dtype, lora=self.lora, gradient_checkpointing=hp.gradient_checkpointing)
         self.model.train()  # from_pretrained returns eval mode; reward heads stay frozen in eval
-        self.reference = ReferencePolicy.create(self.model, self.lora) if hp.beta != 0.0 else None
+        fitting = self._trainer is None or self.trainer.state.fn == "fit"
+        # the KL reference matters for training only: evaluation does not copy a 7B model for nothing
+        self.reference = ReferencePolicy.create(self.model, self.lora) if hp.beta != 0.0 and fitting else None
+        if self.reference is not None and self.reference.frozen_copy is not None:
+            # a submodule, so it moves with the policy and (after a warm start) is checkpointed
+            self.reference_model = self.reference.frozen_copy
         mesh = self._data_parallel_mesh()
         if mesh is None:
             if hp.fsdp_compute_dtype is not None:
-                raise ValueError("fsdp_compute_dtype needs trainer.strategy ModelParallelStrategy (FSDP2 sharding)")
+                if fitting:
+                    raise ValueError("fsdp_compute_dtype needs trainer.strategy ModelParallelStrategy (FSDP2 sharding)")
+                # evaluating a sharded run's checkpoint on one device: compute in the same dtype
+                self.model.to(resolve_dtype(hp.fsdp_compute_dtype))
             return
         # ModelParallelStrategy: FSDP2 over the data-parallel ranks (globe/models/sharding.py)
         mp_policy = None
@@ -243,7 +255,7 @@ class GRPOPolicy(LightningModule):
                 processed = logprobs_follow_convention("processed_logprobs", self.sampling)
                 kwargs.setdefault("logprobs_mode", "processed_logprobs" if processed else "raw_logprobs")
                 self._engine = VLLMRolloutEngine(self.hparams.model_path, **kwargs)
-                self._engine.sync_weights(self.model)  # start from the trainer's weights (e.g. a checkpoint)
+                self._engine_stale = True  # start from the trainer's weights (e.g. a checkpoint)
             else:
                 from globe.rollout.hf_engine import HFRolloutEngine
 
@@ -292,7 +304,7 @@ class GRPOPolicy(LightningModule):
         timings["time/score_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         stats = self.optimize(prompts, completions, advantages)
-        self.engine.sync_weights(self.model)
+        self._engine_stale = True  # synced before the next rollout (``current_engine``)
         timings["time/optimize_s"] = time.perf_counter() - t2
         self.log_step(batch, completions, rewards, zero_spread, stats, timings)
 
@@ -317,11 +329,23 @@ class GRPOPolicy(LightningModule):
         sampling = replace(sampling, seed=seed)
         was_training = self.model.training
         self.model.eval()
-        self.engine.wake()
-        completions = self.engine.generate(prompts, n or self.hparams.group_size, sampling)
-        self.engine.sleep()
+        engine = self.current_engine()
+        completions = engine.generate(prompts, n or self.hparams.group_size, sampling)
+        engine.sleep()
         self.model.train(was_training)
         return completions
+
+    def current_engine(self) -> RolloutEngine:
+        """The engine, awake and holding the trained weights: synced whenever they changed since
+        its last sync (an optimiser step, a warm-start step, a restored checkpoint) or it dropped
+        them (vLLM ``sleep_level: 2``). Every rank calls it at the same points (the sync is
+        collective under FSDP2)."""
+        engine = self.engine
+        engine.wake()
+        if self._engine_stale or getattr(engine, "needs_sync", False):
+            engine.sync_weights(self.model)
+            self._engine_stale = False
+        return engine
 
     @torch.no_grad()
     def score(self, batch: list[GeoSample], prompts: PromptBatch, completions: Completions) -> Rewards:
@@ -344,7 +368,7 @@ class GRPOPolicy(LightningModule):
         sampler_logp = completions.logprobs.to(self.device)
         advantages = advantages.to(self.device)
         chunks = group_chunks(len(prompts), hp.micro_batch_prompts)
-        total_tokens = mask.sum().clamp(min=1)
+        total_tokens, token_scale = self._token_mean_denominator(mask)
         temperature = self.sampling.temperature
 
         # log-probs that stay fixed over the passes: the rollout-time policy and the reference
@@ -359,9 +383,10 @@ class GRPOPolicy(LightningModule):
                 if self.reference is not None:
                     ref_logp.append(self.reference.logprobs(inputs, ids[rows], mask[rows], temperature))
 
-        sums: dict[str, float] = {}
+        passes: list[dict[str, float]] = []
         for _ in range(hp.num_iterations):
             optimizer.zero_grad()
+            chunk_stats = []
             for k, (s, e) in enumerate(chunks):
                 rows = slice(s * n, e * n)
                 inputs = slice_prompt_inputs(prompts.inputs, s, e)
@@ -377,16 +402,35 @@ class GRPOPolicy(LightningModule):
                 )
                 if hp.aggregation == "sequence_mean":
                     loss = loss * (e - s) / len(prompts)
+                else:
+                    loss = loss * token_scale
                 self.manual_backward(loss)
-                weight = (e - s) / len(prompts) / hp.num_iterations
-                for key, value in {**stats, **is_stats, "loss": loss.detach()}.items():
-                    sums[key] = sums.get(key, 0.0) + float(value) * weight
+                chunk_stats.append(({**stats, **is_stats, "loss": loss.detach()}, float(mask[rows].sum()), float(e - s) * n))
+            step_stats = combine_chunks(chunk_stats, token_mean=hp.aggregation == "token_mean")
             if hp.max_grad_norm:
                 norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], hp.max_grad_norm)
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(full_tensor(norm)) / hp.num_iterations
+                step_stats["grad_norm"] = float(full_tensor(norm))
             optimizer.step()
-        sums["lr"] = lr
-        return sums
+            passes.append(step_stats)
+        out = combine_passes(passes)
+        out["lr"] = lr
+        return out
+
+    def _token_mean_denominator(self, mask: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """The token mean's denominator over the whole step on every rank, and the loss scale.
+
+        Under DDP / FSDP2 the gradients are averaged over the W ranks, so each rank's loss
+        ``sum_r / T`` (``T``: tokens of all ranks) is scaled by W: the averaged gradient is then
+        the gradient of ``sum_all / T``, the global token mean (TRL's ``dapo``), not the mean of
+        per-rank token means.
+        """
+        local = mask.sum().to(torch.float32)
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            total = local.clone()
+            torch.distributed.all_reduce(total)
+            return total.clamp(min=1), float(world)
+        return local.clamp(min=1), 1.0
 
     def log_step(self, batch, completions: Completions, rewards: Rewards, zero_spread, stats, timings) -> None:
         lengths = completions.mask.sum(dim=1).float()
@@ -406,7 +450,7 @@ class GRPOPolicy(LightningModule):
         logs.update(timings)
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if hasattr(datamodule, "data_stats"):  # skipped samples (corrupt image, missing field...) by reason
-            logs.update({f"data/{k}": float(v) for k, v in datamodule.data_stats().items()})
+            logs.update({k if k.startswith("data/") else f"data/{k}": float(v) for k, v in datamodule.data_stats().items()})
         self.log_dict(logs, batch_size=len(batch))
         self.log("reward", rewards.total.mean(), prog_bar=True, logger=False, batch_size=len(batch))
         self.last_rollout = {
@@ -442,6 +486,7 @@ class GRPOPolicy(LightningModule):
         if self.hparams.max_grad_norm:
             torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.hparams.max_grad_norm)
         optimizer.step()
+        self._engine_stale = True
         self.log_dict({"warm_start/nll": loss.detach(), "warm_start/lr": lr}, batch_size=len(batch))
         self.log("nll", loss.detach(), prog_bar=True, logger=False, batch_size=len(batch))
 
@@ -470,8 +515,21 @@ class GRPOPolicy(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_metric(self.test_geo, "test")
-        self._write_predictions(self._test_rows)
+        try:
+            self._write_predictions(self._test_rows)
+        except OSError as exn:  # the metrics above are logged and printed all the same
+            warnings.warn(f"GRPOPolicy: the test predictions could not be written: {exn}", RuntimeWarning, stacklevel=1)
         self._test_rows = []
+
+    def predict_step(self, batch: list[GeoSample], batch_idx: int) -> list[Prediction]:
+        """Decode (``eval_sampling``), parse and geocode each image: one ``Prediction`` per sample,
+        with the completion, the parsed names and the geocoded coordinates (written to disk by
+        ``callbacks.prediction_writer.PredictionWriter``). Labels, when the data has them, are
+        compared as in ``test``; without labels the name checks are NaN."""
+        prompts = self.build_prompts(batch)
+        seed = self.rollout_seed("predict", batch_idx, self.eval_sampling)
+        completions = self.rollout(prompts, sampling=self.eval_sampling, n=1, seed=seed)
+        return evaluate_completions(self.gazetteer, batch, completions.texts)
 
     def _log_metric(self, metric: GeoAccuracy, stage: str) -> None:
         values = metric.compute()
@@ -479,34 +537,65 @@ class GRPOPolicy(LightningModule):
         logs = {f"{stage}/{k}": v.float() for k, v in values.items() if not (v.is_floating_point() and math.isnan(v))}
         self.log_dict(logs, prog_bar=False, sync_dist=True)  # equal on every rank already (torchmetrics synced)
 
-    def _write_predictions(self, rows: list[Prediction]) -> None:
+    def _predictions_path(self) -> Path:
         path = self.hparams.predictions_csv
         if path is None:
-            log_dir = self.trainer.log_dir if self.trainer is not None and self.trainer.log_dir else "."
+            log_dir = self.trainer.log_dir if self._trainer is not None and self.trainer.log_dir else "."
             path = str(Path(log_dir) / "predictions_test.csv")
-        if self.trainer is not None and self.trainer.world_size > 1:
+        if self._trainer is not None and self.trainer.world_size > 1:
             path = str(Path(path).with_suffix(f".rank{self.global_rank}.csv"))
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
+        return Path(path)
+
+    def _write_predictions(self, rows: list[Prediction]) -> None:
+        """The test predictions as CSV, written atomically (one file per rank under several)."""
+        path = self._predictions_path()
+        with atomic_writer(path, newline="") as f:
             writer = csv.DictWriter(f, fieldnames=PREDICTION_COLUMNS)
             writer.writeheader()
             writer.writerows(r.row() for r in rows)
-        self.predictions_path = path
+        self.predictions_path = str(path)
+
+    def setup(self, stage: str) -> None:
+        """Check every output path before the long work starts (not after an hour of decoding)."""
+        if stage == "test":
+            check_writable_file(self._predictions_path(), "predictions_csv")
+        if stage == "fit" and self._trainer is not None:
+            for callback in self.trainer.checkpoint_callbacks:
+                dirpath = getattr(callback, "dirpath", None)
+                if dirpath:
+                    check_writable_dir(dirpath, "checkpoint directory")
 
     # Frozen reward heads are configuration (each loads from its own checkpoint), not training
     # state: a 7B R_loc would otherwise double every policy checkpoint. They are left out of the
     # state dict itself, so single-file and distributed (FSDP2) checkpoints both omit them, and
     # loading puts the configured heads back.
+    #
+    # The frozen reference copy (full fine-tuning with beta > 0) is checkpointed only when it can
+    # differ from ``model_path``, i.e. after a warm start refreshed it from trained weights; else it
+    # is rebuilt exactly from ``model_path`` and would only double every checkpoint.
+    def _stateless_prefixes(self) -> tuple[str, ...]:
+        keep_reference = self.hparams.warm_start_steps > 0
+        return ("reward_heads.",) if keep_reference else ("reward_heads.", "reference_model.")
+
     def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
         state = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
-        for key in [k for k in state if k.startswith(f"{prefix}reward_heads.")]:
+        drop = tuple(prefix + p for p in self._stateless_prefixes())
+        for key in [k for k in state if k.startswith(drop)]:
             del state[key]
         return state
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        state = {k: v for k, v in state_dict.items() if not k.startswith("reward_heads.")}
-        state.update({f"reward_heads.{k}": v for k, v in self.reward_heads.state_dict().items()})
+        drop = self._stateless_prefixes()
+        if not hasattr(self, "reference_model"):  # evaluation builds no reference
+            drop = (*drop, "reference_model.")
+        state = {k: v for k, v in state_dict.items() if not k.startswith(drop)}
+        current = super().state_dict(keep_vars=True)
+        # configured heads, and the reference where the checkpoint has none (rebuilt from model_path)
+        state.update({k: v for k, v in current.items() if k.startswith(drop) or (k.startswith("reference_model.") and k not in state)})
         return super().load_state_dict(state, strict=strict, assign=assign)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._engine_stale = True  # restored weights reach the engine before its next rollout
 
     def on_fit_start(self) -> None:
         if not self.reward_heads:

@@ -27,7 +27,9 @@ class GeoSynth(MP16Reason):
     Args:
         root: directory holding (or receiving) the generated data set.
         train_size / val_size / test_size: images per split.
-        seed: generation seed (also the shuffling seed of the training stream).
+        seed: generation seed: fixes the data set itself.
+        shuffle_seed: order seed of the training stream; ``None`` follows ``seed_everything``
+            (``--seed_everything N`` reorders the same data set).
         image_size: side of the square images in pixels.
         shard_size: images per shard (each split has at least ``min_shards`` shards).
         min_shards: shards per split at least, so several ranks x workers can read it.
@@ -43,6 +45,7 @@ class GeoSynth(MP16Reason):
         val_size: int = 200,
         test_size: int = 300,
         seed: int = 0,
+        shuffle_seed: int | None = None,
         image_size: int = 128,
         shard_size: int = 250,
         min_shards: int = 4,
@@ -54,7 +57,7 @@ class GeoSynth(MP16Reason):
         epoch_length: int | None = None,
         max_bad_fraction: float = 0.1,
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer, seed=seed,
+        super().__init__(batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer, seed=shuffle_seed,
                          epoch_length=epoch_length, max_bad_fraction=max_bad_fraction)
         if test_format not in ("shards", "im2gps3k"):
             raise ValueError(f"test_format must be 'shards' or 'im2gps3k', got {test_format!r}")

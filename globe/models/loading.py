@@ -137,8 +137,10 @@ class ReferencePolicy:
     - LoRA policy (a ``peft.PeftModel``): the reference is the same model with its adapters
       disabled (``with model.disable_adapter():``), i.e. the base weights; no copy.
     - Full fine-tuning: a frozen deep copy of the policy taken at construction (build it before
-      the first optimiser step). ``ReferencePolicy`` is not an ``nn.Module``, so the copy stays out
-      of the optimiser and of checkpoints; it moves to the inputs' device on first use (or ``.to``).
+      the first optimiser step). The copy has no gradient and is never given to the optimiser; it
+      moves to the inputs' device on first use (or ``.to``). ``GRPOPolicy`` registers it as its
+      ``reference_model`` submodule so that a reference refreshed from trained weights (after a
+      warm start) is saved in checkpoints and restored exactly on resume.
     - ``beta == 0``: no reference at all (the caller keeps ``None``).
     """
 
@@ -195,6 +197,7 @@ class ReferencePolicy:
             device = prompt_inputs["input_ids"].device
             if next(self.frozen_copy.parameters()).device != device:
                 self.frozen_copy.to(device)  # follows the policy's inputs (Lightning moves only the policy)
+            self.frozen_copy.eval()  # a parent's .train() (Lightning's, at fit start) must not enable dropout here
             return completion_logprobs(self.frozen_copy, prompt_inputs, completion_ids, completion_mask, temperature)
         was_training = self.policy.training
         self.policy.eval()  # the reference is deterministic: no dropout

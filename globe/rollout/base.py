@@ -67,6 +67,11 @@ class RolloutEngine(ABC):
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Make the engine sample from ``model``'s current weights (called after optimiser steps)."""
 
+    @property
+    def needs_sync(self) -> bool:
+        """True when the engine lost its weights (e.g. vLLM's level-2 sleep): sync before sampling."""
+        return False
+
     def sleep(self) -> None:  # noqa: B027 - optional hook
         """Release memory while the trainer runs (engines that hold their own copy)."""
 

@@ -309,6 +309,10 @@ class VLLMRolloutEngine(RolloutEngine):
         self.llm.llm_engine.reset_encoder_cache()  # the scheduler's record of cached vision features
         self._weights_lost = False
 
+    @property
+    def needs_sync(self) -> bool:
+        return self._weights_lost
+
     def sleep(self) -> None:
         """Offload (level 1) or drop (level 2) weights and free the KV cache (GPU; no-op on the CPU)."""
         if not self.sleep_enabled or self._asleep:
