@@ -6,7 +6,9 @@ Ground truth: a CSV with ``IMG_ID,LAT,LON`` (other columns ignored; optional ``c
 ``city`` columns enable ``country_acc`` / ``city_acc`` for name predictions).
 Predictions: ``IMG_ID`` plus one of, checked in this order,
 
-* ``pred_lat,pred_lon`` — coordinates (blank, non-numeric or out-of-range -> unresolved);
+* ``pred_lat,pred_lon`` — coordinates: plain ASCII decimals (:func:`parse_decimal`) with lat in
+  [-90, 90] and lon in [-180, 180]; blank -> unresolved; anything else (``1_9.07``, other
+  scripts' digits, ``nan``, lon 300) -> unresolved and counted in ``n_invalid_coords``;
 * ``pred_city,pred_country`` — names, geocoded offline (:class:`globe.geo.gazetteer.Gazetteer`,
   city -> country fallback);
 * ``pred_text`` — raw model output, parsed by :func:`globe.answer.parse_answer`, then geocoded.
@@ -18,6 +20,12 @@ prediction is ``missing``; both are misses at every threshold and +inf in the me
 ``n`` counts every ground-truth row, ``n_unresolved`` only the predictions present but
 unresolved (missing ones are in ``n_missing``). In the JSON output an infinite median is
 written as ``null``. Accuracies are fractions in [0, 1].
+
+Bad input is an error that names it (:class:`ScoreInputError`, exit status 2 from the command
+line), never a traceback or a silent skip: a CSV row with more or fewer fields than its header
+(by file and line), an undecodable file, ground-truth coordinates that are not ASCII decimals in
+range (by IMG_ID), thresholds that are not positive and finite (an infinite threshold would
+count the +inf distances of misses as hits).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -38,7 +47,7 @@ from globe.geo.countries import country_code
 from globe.geo.gazetteer import Gazetteer
 from globe.metrics import GeoAccuracy, threshold_key
 
-__all__ = ["ScoreInputError", "score_predictions", "read_csv", "format_table", "main"]
+__all__ = ["ScoreInputError", "score_predictions", "read_csv", "parse_decimal", "check_thresholds", "format_table", "main"]
 
 DEFAULT_THRESHOLDS_KM = (1, 25, 200, 750, 2500)
 
@@ -48,9 +57,32 @@ class ScoreInputError(ValueError):
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
-    """Rows of a CSV file as dicts (UTF-8, BOM tolerated)."""
+    """Rows of a CSV file as dicts (UTF-8, BOM tolerated; blank lines skipped).
+
+    A row whose field count differs from the header's, a malformed row or bytes that are not
+    UTF-8 raise :class:`ScoreInputError` naming the file and the line (the line a row ends on).
+    """
+    name = Path(path).name
+    rows: list[dict[str, str]] = []
     with open(path, newline="", encoding="utf-8-sig") as f:
-        return list(csv.DictReader(f))
+        reader = csv.reader(f)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return rows
+            for fields in reader:
+                if not fields:
+                    continue
+                if len(fields) != len(header):
+                    raise ScoreInputError(
+                        f"{name}: line {reader.line_num}: {len(fields)} fields, the header has {len(header)}"
+                    )
+                rows.append(dict(zip(header, fields)))
+        except csv.Error as e:
+            raise ScoreInputError(f"{name}: line {reader.line_num}: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ScoreInputError(f"{name}: line {reader.line_num + 1}: not UTF-8 text ({e.reason})") from None
+    return rows
 
 
 def _columns(rows: Sequence[Mapping[str, str]]) -> set[str]:
@@ -70,11 +102,51 @@ def _prediction_form(cols: set[str]) -> str:
     )
 
 
-def _float(v: str | None) -> float:
-    try:
-        return float(v) if v is not None else math.nan
-    except ValueError:
+# ASCII digits only: float() also reads "1_9.07", other scripts' digits, "nan", "inf"
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_ASCII_SPACE = " \t\r\n"
+
+
+def parse_decimal(v: str | None) -> float:
+    """A plain ASCII decimal (optional sign, digits, point, exponent; surrounding ASCII spaces
+    allowed) as a float; NaN for anything else.
+
+    >>> parse_decimal(" -33.87 "), parse_decimal("1_9.07"), parse_decimal("٣٥.٦")
+    (-33.87, nan, nan)
+    """
+    if not isinstance(v, str):
         return math.nan
+    v = v.strip(_ASCII_SPACE)
+    if len(v) > 64 or _DECIMAL.fullmatch(v) is None:  # 64: far more digits than a float holds
+        return math.nan
+    x = float(v)
+    return x if math.isfinite(x) else math.nan  # "1e999"
+
+
+def _valid_coords(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """True where lat is in [-90, 90] and lon in [-180, 180] (False for NaN)."""
+    return (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
+
+
+def _shown(ids: Sequence[str]) -> str:
+    return ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
+
+
+def check_thresholds(thresholds_km: Sequence[float]) -> tuple[float, ...]:
+    """The thresholds as floats; :class:`ScoreInputError` unless each is positive and finite
+    (with an infinite one, the +inf distance of a miss would count as a hit)."""
+    out = tuple(float(t) for t in thresholds_km)
+    bad = [t for t in out if not (math.isfinite(t) and t > 0)]
+    if not out or bad:
+        raise ScoreInputError(f"distance thresholds must be positive finite km values, got {list(out)}")
+    return out
+
+
+def _threshold_arg(text: str) -> float:
+    t = parse_decimal(text)
+    if not (math.isfinite(t) and t > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive finite distance in km")
+    return t
 
 
 def score_predictions(
@@ -87,10 +159,11 @@ def score_predictions(
 
     The gazetteer is only needed (and loaded if None) for name or text predictions.
     Returns ``acc@{t}km`` for each threshold, ``median_km``, ``n``, ``n_unresolved``,
-    ``n_missing``, ``n_predictions``, ``form`` and, for names, ``n_city_level`` /
+    ``n_missing``, ``n_predictions``, ``form``, for coordinates ``n_invalid_coords``, for names ``n_city_level`` /
     ``n_country_level`` (and ``country_acc`` / ``city_acc`` when the ground truth has
     ``country`` / ``city`` columns).
     """
+    thresholds_km = check_thresholds(thresholds_km)
     gt_rows, pred_rows = list(gt_rows), list(pred_rows)
     missing_cols = {"IMG_ID", "LAT", "LON"} - _columns(gt_rows)
     if not gt_rows:
@@ -102,10 +175,16 @@ def score_predictions(
     if len(pos) != len(ids):
         raise ScoreInputError("ground truth has duplicate IMG_ID values")
     n = len(ids)
-    true_lat = np.array([_float(r["LAT"]) for r in gt_rows])
-    true_lon = np.array([_float(r["LON"]) for r in gt_rows])
-    if not (np.isfinite(true_lat).all() and np.isfinite(true_lon).all()):
-        raise ScoreInputError("ground truth has non-numeric LAT/LON values")
+    true_lat = np.array([parse_decimal(r["LAT"]) for r in gt_rows])
+    true_lon = np.array([parse_decimal(r["LON"]) for r in gt_rows])
+    nonnum = [ids[i] for i in np.flatnonzero(~(np.isfinite(true_lat) & np.isfinite(true_lon)))]
+    if nonnum:
+        raise ScoreInputError(f"ground truth has {len(nonnum)} row(s) with non-numeric LAT/LON: {_shown(nonnum)}")
+    outside = [ids[i] for i in np.flatnonzero(~_valid_coords(true_lat, true_lon))]
+    if outside:
+        raise ScoreInputError(
+            f"ground truth has {len(outside)} row(s) with LAT outside [-90, 90] or LON outside [-180, 180]: {_shown(outside)}"
+        )
 
     cols = _columns(pred_rows)
     if pred_rows and "IMG_ID" not in cols:
@@ -114,8 +193,7 @@ def score_predictions(
     pred_ids = [r["IMG_ID"] for r in pred_rows]
     unknown = [k for k in pred_ids if k not in pos]
     if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise ScoreInputError(f"{len(unknown)} prediction IMG_ID(s) not in the ground truth: {shown}")
+        raise ScoreInputError(f"{len(unknown)} prediction IMG_ID(s) not in the ground truth: {_shown(unknown)}")
     if len(set(pred_ids)) != len(pred_ids):
         raise ScoreInputError("predictions have duplicate IMG_ID values")
 
@@ -125,11 +203,13 @@ def score_predictions(
     extras: dict[str, float] = {}
     names: list[tuple[str | None, str | None]] | None = None
     if form == "latlon":
-        la = np.array([_float(r.get("pred_lat")) for r in pred_rows])
-        lo = np.array([_float(r.get("pred_lon")) for r in pred_rows])
-        bad = ~(np.abs(la) <= 90) | ~(np.abs(lo) <= 360)
+        la = np.array([parse_decimal(r.get("pred_lat")) for r in pred_rows])
+        lo = np.array([parse_decimal(r.get("pred_lon")) for r in pred_rows])
+        blank = np.array([not (r.get("pred_lat") or "").strip() and not (r.get("pred_lon") or "").strip() for r in pred_rows], dtype=bool)
+        bad = ~_valid_coords(la, lo)
         la[bad], lo[bad] = np.nan, np.nan
         pred_lat[rows], pred_lon[rows] = la, lo
+        extras["n_invalid_coords"] = int((bad & ~blank).sum())
     else:
         if form == "text":
             memo: dict[str, tuple[str | None, str | None]] = {}
@@ -193,7 +273,7 @@ def format_table(result: Mapping) -> str:
         if k.startswith("acc@") or k in ("country_acc", "city_acc"):
             lines.append(f"{k:<22}{100 * v:>11.2f}%")
     lines.append(f"{'median_km':<22}{result['median_km']:>12.1f}")
-    for k in ("n", "n_predictions", "n_unresolved", "n_missing", "n_unparsed", "n_city_level", "n_country_level"):
+    for k in ("n", "n_predictions", "n_unresolved", "n_missing", "n_invalid_coords", "n_unparsed", "n_city_level", "n_country_level"):
         if k in result:
             lines.append(f"{k:<22}{result[k]:>12d}")
     lines.append(f"{'prediction form':<22}{result['form']:>12}")
@@ -209,7 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--predictions", required=True, help="CSV: IMG_ID + pred_lat,pred_lon | pred_city,pred_country | pred_text")
     parser.add_argument("--ground-truth", required=True, help="CSV with IMG_ID,LAT,LON (IM2GPS3K layout)")
     parser.add_argument("--out", help="write the results as JSON here")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS_KM), help="km")
+    parser.add_argument(
+        "--thresholds", type=_threshold_arg, nargs="+", default=list(DEFAULT_THRESHOLDS_KM), help="km, positive and finite"
+    )
     parser.add_argument("--cache-dir", help="gazetteer cache (default $GLOBE_CACHE or ~/.cache/globe)")
     args = parser.parse_args(argv)
     for flag, path in (("--predictions", args.predictions), ("--ground-truth", args.ground_truth)):
@@ -220,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         needs_gaz = bool(preds) and "pred_lat" not in _columns(preds)
         gaz = Gazetteer.load(args.cache_dir) if needs_gaz else None
         result = score_predictions(preds, gt, gaz, thresholds_km=args.thresholds)
-    except (ScoreInputError, csv.Error, UnicodeDecodeError) as e:
+    except ScoreInputError as e:
         parser.error(str(e))
     print(format_table(result))
     if args.out:

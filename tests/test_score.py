@@ -147,3 +147,121 @@ def test_cli_errors(tmp_path, capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err
         assert "error:" in err and msg in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------- untrusted CSV input
+def _write_text(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("IMG_ID,pred_lat,pred_lon\nparis.jpg,48.85,2.35\nmunich.jpg,48.1,11.5,extra\n", 3),  # one field too many
+        ("IMG_ID,pred_lat,pred_lon\nparis.jpg,48.85,2.35\n\ntokyo.jpg,35.6\n", 4),  # one too few (after a blank line)
+        ('IMG_ID,pred_text\nparis.jpg,"two\nlines"\nmunich.jpg,"a",b,c\n', 4),  # a quoted newline counts as a line
+    ],
+)
+def test_rows_with_a_wrong_field_count_are_an_error_naming_the_line(tmp_path, capsys, text, line):
+    from globe.score import read_csv
+
+    pred = _write_text(tmp_path / "pred.csv", text)
+    with pytest.raises(ScoreInputError, match=f"pred.csv: line {line}: "):
+        read_csv(pred)
+    gt = _write(tmp_path / "gt.csv", _gt_rows())
+    with pytest.raises(SystemExit) as e:
+        main(["--predictions", str(pred), "--ground-truth", str(gt)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"line {line}" in err and "Traceback" not in err
+
+
+def test_undecodable_csv_is_an_error_naming_the_file(tmp_path, capsys):
+    pred = tmp_path / "pred.csv"
+    pred.write_bytes(b"IMG_ID,pred_lat,pred_lon\n\xff\xfe.jpg,1,2\n")
+    gt = _write(tmp_path / "gt.csv", _gt_rows())
+    with pytest.raises(SystemExit):
+        main(["--predictions", str(pred), "--ground-truth", str(gt)])
+    err = capsys.readouterr().err
+    assert "pred.csv" in err and "UTF-8" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("ok", ["48.85", "-0.5", "+1e2", ".5", "5.", " 7 ", "-180", "1E-3"])
+def test_parse_decimal_accepts_plain_ascii_numbers(ok):
+    from globe.score import parse_decimal
+
+    assert parse_decimal(ok) == float(ok)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["1_9.07", "٤٨.٨٥", "１２", "nan", "inf", "-Infinity", "1e", "", " ", "--1", "0x10", "1.2.3", "1,5", None, "4\u00a0"],
+)
+def test_parse_decimal_rejects_what_float_would_stretch_to_read(bad):
+    from globe.score import parse_decimal
+
+    assert math.isnan(parse_decimal(bad))
+
+
+def test_invalid_predicted_coordinates_are_unresolved_and_reported(gaz):
+    preds = [
+        ("paris.jpg", "48.85341", "-357.6512"),  # Paris's longitude minus 360: outside [-180, 180]
+        ("munich.jpg", "48.13743", "1_1.57549"),  # float() reads 11.57549 (Munich)
+        ("tokyo.jpg", "٣٥.٦٧٦٢", "139.6503"),  # Arabic-Indic digits: float() reads 35.6762 (Tokyo)
+        ("sydney.jpg", "-33.8688", "300"),
+        ("nowhere.jpg", " 0.0 ", "-30"),  # surrounding spaces are fine: the one hit
+    ]
+    r = score_predictions(_rows(["IMG_ID", "pred_lat", "pred_lon"], preds), _gt_rows(), gaz)
+    assert r["acc@1km"] == pytest.approx(1 / 5) and r["acc@2500km"] == pytest.approx(1 / 5)
+    assert r["n_unresolved"] == 4 and r["n_invalid_coords"] == 4 and r["n_missing"] == 0
+    # blank coordinates are unresolved but not invalid; the poles and the date line are valid
+    edge = [("paris.jpg", "90", "180"), ("munich.jpg", "-90", "-180"), ("tokyo.jpg", "", "")]
+    r = score_predictions(_rows(["IMG_ID", "pred_lat", "pred_lon"], edge), _gt_rows(), gaz)
+    assert r["n_unresolved"] == 1 and r["n_invalid_coords"] == 0 and r["n_missing"] == 2
+    from globe.score import format_table
+
+    assert "n_invalid_coords" in format_table(r)
+
+
+@pytest.mark.parametrize(
+    "lat, lon, message",
+    [("95", "2.35", "outside"), ("48.8", "181", "outside"), ("-90.5", "0", "outside"), ("1_9", "2", "non-numeric"), ("", "2", "non-numeric")],
+)
+def test_ground_truth_coordinates_are_checked(gaz, lat, lon, message):
+    gt = _gt_rows()
+    gt[1]["LAT"], gt[1]["LON"] = lat, lon
+    with pytest.raises(ScoreInputError, match=f"{message}.*munich.jpg"):
+        score_predictions([], gt, gaz)
+
+
+@pytest.mark.parametrize("bad", ["inf", "nan", "0", "-25", "-inf", "abc"])
+def test_thresholds_must_be_positive_and_finite(tmp_path, capsys, gaz, bad):
+    gt = _write(tmp_path / "gt.csv", _gt_rows())
+    pred = _write(tmp_path / "pred.csv", _rows(["IMG_ID", "pred_lat", "pred_lon"], PRED_LATLON[:1]))
+    with pytest.raises(SystemExit) as e:
+        main(["--predictions", str(pred), "--ground-truth", str(gt), "--thresholds", "25", bad])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--thresholds" in err and "Traceback" not in err
+    if bad != "abc":
+        with pytest.raises(ScoreInputError, match="threshold"):
+            score_predictions([], _gt_rows(), gaz, thresholds_km=[25, float(bad)])
+
+
+def test_missing_and_unresolved_fail_at_every_threshold(gaz):
+    # 30,000 km is beyond any great-circle distance (20,015 km): every resolved prediction is a
+    # hit there, while the unresolved Sydney row and the missing mid-Atlantic one stay misses
+    preds = _rows(["IMG_ID", "pred_lat", "pred_lon"], PRED_LATLON)
+    r = score_predictions(preds, _gt_rows(), gaz, thresholds_km=[1, 30_000])
+    assert r["acc@30000km"] == pytest.approx(3 / 5) and r["acc@1km"] == pytest.approx(2 / 5)
+    assert score_predictions([], _gt_rows(), gaz, thresholds_km=[30_000])["acc@30000km"] == 0.0
+
+
+@pytest.mark.timeout(120)  # safety net only: the parser is linear (the old one took ~48 s on such a row)
+def test_long_pred_text_rows_are_scored(gaz):
+    texts = [
+        ("paris.jpg", "<think>" + "country " * 10_000 + "</think><answer>country: France\ncity: Paris</answer>"),
+        ("munich.jpg", "country" + " " * 80_000),
+        ("tokyo.jpg", "city: " + "(" * 80_000),
+    ]
+    r = score_predictions(_rows(["IMG_ID", "pred_text"], texts), _gt_rows(), gaz)
+    assert r["acc@25km"] == pytest.approx(1 / 5) and r["n_unparsed"] == 2 and r["n_unresolved"] == 2
