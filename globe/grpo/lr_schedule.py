@@ -165,10 +165,10 @@ class PhasedLR(LambdaLR):
         def lr_lambda(step: int) -> float:  # a plain function: LambdaLR.state_dict leaves it out
             return lr_at(step, phases)
 
-        if last_epoch == -1:
-            for group in optimizer.param_groups:
+        for group in optimizer.param_groups:
+            group["initial_lr"] = 1.0  # the base learning rate LambdaLR multiplies
+            if last_epoch == -1:
                 group["lr"] = 1.0
-                group["initial_lr"] = 1.0
         super().__init__(optimizer, lr_lambda, last_epoch=last_epoch)
 
     def state_dict(self) -> dict:
