@@ -191,6 +191,7 @@ def test_changed_schedule_warns_on_load():
     assert opt2.param_groups[0]["lr"] == 1e-4 and sched2.last_epoch == 3
 
 
+@pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended")
 def test_lightning_checkpoint_resume(tmp_path):
     """A real Trainer: fit 4 steps, checkpoint, resume to 9; the lrs equal an uninterrupted run."""
     import lightning as L
