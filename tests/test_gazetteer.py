@@ -7,7 +7,8 @@ import pytest
 
 from globe.geo.distance import geodesic_km
 from globe.geo.gazetteer import Gazetteer, Place
-from globe.geo.index_build import _unit_vectors
+from globe.geo.index_build import INDEX_FORMAT, _unit_vectors
+from globe.geo.index_cache import read_index, write_index
 
 
 @pytest.fixture(scope="module")
@@ -160,10 +161,141 @@ def test_cities(gaz):
 def test_build_and_cache_round_trip(tmp_path):
     g = Gazetteer.load(tmp_path, min_population=15000)  # smallest GeoNames set: builds in a few s
     path = Gazetteer.cache_path(tmp_path, 15000)
-    assert path.exists() and len(g) == 34006
-    with open(path, "rb") as f:
-        assert pickle.load(f)["source"].endswith("cities15000")
+    assert path.exists() and path.suffix == ".npz" and len(g) == 34006
+    with np.load(path, allow_pickle=False) as z:  # a plain numpy archive, no pickle inside
+        assert bytes(z["source"]).decode().endswith("cities15000")
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # the temporary file was renamed
+    stamp = path.stat().st_mtime_ns
     g2 = Gazetteer.load(tmp_path, min_population=15000)  # second load reads the cache
+    assert path.stat().st_mtime_ns == stamp
     assert g2.geocode("Munich", "DE") == g.geocode("München", "Germany")
     with pytest.raises(ValueError):
         Gazetteer.load(tmp_path, min_population=123)
+
+
+# ---------------------------------------------------------------------- untrusted cache files
+class _TouchOnUnpickle:
+    """Unpickling this creates ``path`` (stands for arbitrary code run by a crafted file)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _tiny_index(source="test cities3"):
+    """A hand-made index in build_index's layout: Tokyo, Paris, Lyon (population order)."""
+    return {
+        "format": INDEX_FORMAT, "source": source,
+        "lat": np.array([35.6895, 48.8534, 45.7485]), "lon": np.array([139.6917, 2.3488, 4.8467]),
+        "pop": np.array([8_336_599, 2_138_551, 472_317], dtype=np.int64),
+        "cc": np.array([1, 0, 0], dtype=np.int16), "geonameid": np.array([1850147, 2988507, 2996944], dtype=np.int64),
+        "names": "Tokyo\x00Paris\x00Lyon", "admin1": "40\x0011\x0084",
+        "keys": "lyon\x00paris\x00tokio\x00tokyo",  # sorted; "tokio" is an alternate name
+        "post_ptr": np.array([0, 1, 2, 3, 4], dtype=np.int64), "post_idx": np.array([2, 1, 0, 0], dtype=np.int32),
+        "codes": ["FR", "JP"], "country_names": ["France", "Japan"],
+        "country_pop": np.array([66_987_244, 126_529_100], dtype=np.int64),
+        "capital": np.array([1, 0], dtype=np.int64), "medoid": np.array([1, 0], dtype=np.int64),
+        "n": 3,
+    }
+
+
+def test_index_file_round_trip(tmp_path):
+    path = tmp_path / "index.npz"
+    write_index(path, _tiny_index())
+    assert [p.name for p in tmp_path.iterdir()] == ["index.npz"]  # written to a temporary file, renamed
+    back = read_index(path, "test cities3")
+    want = _tiny_index()
+    assert set(back) == set(want)
+    for k, v in want.items():
+        if isinstance(v, np.ndarray):
+            assert back[k].dtype == v.dtype and np.array_equal(back[k], v), k
+        else:
+            assert back[k] == v, k
+    g = Gazetteer(back)
+    assert (g.geocode("Tokio", "Japan").name, g.geocode(None, "France").name, g.reverse(45.75, 4.85).name) == (
+        "Tokyo", "France", "Lyon",
+    )
+
+
+def _crafted_files(tmp_path, marker):
+    """name -> bytes of files that must never be trusted (the first two run code if unpickled)."""
+    good = tmp_path / "good.npz"
+    write_index(good, _tiny_index())
+    raw = good.read_bytes()
+    flipped = bytearray(raw)
+    flipped[len(raw) // 2] ^= 0xFF
+    evil_npz = tmp_path / "evil.npz"
+    with open(evil_npz, "wb") as f:  # an object array is stored as a pickle inside the archive
+        np.savez(f, **{**{k: np.zeros(1) for k in ("lat", "lon")}, "names": np.array([_TouchOnUnpickle(marker)], dtype=object)})
+    foreign = tmp_path / "foreign.npz"
+    with open(foreign, "wb") as f:
+        np.savez(f, weights=np.ones(3))
+    return {
+        "pickle": pickle.dumps({"format": INDEX_FORMAT, "payload": _TouchOnUnpickle(marker)}),
+        "npz with an object array": evil_npz.read_bytes(),
+        "one byte flipped": bytes(flipped),
+        "truncated": raw[: len(raw) // 2],
+        "foreign archive": foreign.read_bytes(),
+        "empty": b"",
+        "text": b"not an index\n",
+    }
+
+
+def test_untrusted_index_files_are_rejected_without_unpickling(tmp_path):
+    marker = tmp_path / "code-ran"
+    for name, data in _crafted_files(tmp_path, marker).items():
+        path = tmp_path / "cache.npz"
+        path.write_bytes(data)
+        assert read_index(path, "test cities3") is None, name
+        assert not marker.exists(), name
+    write_index(tmp_path / "ok.npz", _tiny_index())
+    assert read_index(tmp_path / "ok.npz", "another source") is None  # right layout, other data
+    assert read_index(tmp_path / "absent.npz", "test cities3") is None
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("format", INDEX_FORMAT + 1),
+        ("post_idx", np.array([2, 1, 0, 3], dtype=np.int32)),  # a posting past the last city
+        ("post_ptr", np.array([0, 2, 1, 3, 4], dtype=np.int64)),  # pointers going backwards
+        ("post_ptr", np.array([0, 1, 2, 3], dtype=np.int64)),  # one key too many for the pointers
+        ("keys", "paris\x00lyon\x00tokio\x00tokyo"),  # not sorted: bisection would miss keys
+        ("cc", np.array([1, 0, 2], dtype=np.int16)),  # a country code index past the table
+        ("capital", np.array([1, 3], dtype=np.int64)),
+        ("lat", np.array([35.6895, 98.0, 45.7485])),
+        ("lon", np.array([139.6917, np.nan, 4.8467])),
+        ("pop", np.array([8_336_599, 2_138_551, 472_317], dtype=np.float64)),  # wrong dtype
+        ("names", "Tokyo\x00Paris"),  # one name short
+        ("country_names", ["France"]),
+        ("n", 4),
+    ],
+)
+def test_inconsistent_index_files_are_rejected(tmp_path, field, value):
+    path = tmp_path / "index.npz"
+    write_index(path, {**_tiny_index(), field: value})
+    assert read_index(path, "test cities3") is None
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "index.npz"
+    write_index(path, _tiny_index())
+    before = path.read_bytes()
+    with pytest.raises(Exception):
+        write_index(path, {**_tiny_index(), "lat": np.array([object()] * 3)})  # refused while writing
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["index.npz"]
+
+
+@pytest.mark.slow  # builds the 15000 index once (~5-11 s)
+def test_crafted_pickle_in_the_cache_directory_is_never_loaded(tmp_path):
+    marker = tmp_path / "code-ran"
+    payload = pickle.dumps({"format": INDEX_FORMAT, "payload": _TouchOnUnpickle(marker)})
+    path = Gazetteer.cache_path(tmp_path, 15000)
+    path.write_bytes(payload)  # at the cache file's own name ...
+    path.with_suffix(".pkl").write_bytes(payload)  # ... and at the name of the former pickle cache
+    g = Gazetteer.load(tmp_path, min_population=15000)
+    assert not marker.exists()
+    assert len(g) == 34006 and g.geocode("Munich", "DE").name == "Munich"  # rebuilt, not trusted
+    assert read_index(path, g.source) is not None  # and the crafted file replaced by a valid index

