@@ -7,6 +7,10 @@ Two sources:
   and a folder of images named by ``IMG_ID``. ``setup()`` checks every file up front and
   reports missing ones (and, with ``verify_images``, undecodable ones) in ``self.summary``
   and the log: they are counted, not silently dropped. The remaining rows are streamed.
+  IMG_IDs are plain file names: one with a path separator, ``..``, NUL or an absolute path,
+  or a link leading out of the folder, is never opened (``image_paths.image_path``) and is
+  reported as ``unsafe_ids``. The CSV must be UTF-8: otherwise ``setup()`` raises
+  ``CsvEncodingError`` naming the byte offset and line (``csv_text``).
 * ``shards``: the same data converted with ``python -m data_modules.shard_writer csv``,
   read through :class:`MP16Reason`'s test pipeline.
 
@@ -20,16 +24,17 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from pathlib import Path
 
 from lightning.pytorch import LightningDataModule
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from .csv_text import open_csv_text, rows_or_errors
 from .data_stats import DataStats
 from .distributed import rank_and_world_size
 from .image_folder import FolderRow, ImageFolderStream
+from .image_paths import UnsafeIdError, image_path
 from .mp16_reason import MP16Reason
 from .row_sources import sanitize_key
 from .shard_stream import make_loader
@@ -46,24 +51,35 @@ def _first(row: dict, names: tuple[str, ...]) -> str | None:
     return next((row[n] for n in names if row.get(n) not in (None, "")), None)
 
 
-def read_im2gps3k_csv(csv_path: str | Path, images: str | Path) -> tuple[list[FolderRow], list[tuple[str, str]]]:
-    """Rows of an IM2GPS3K-style CSV; also returns ``(IMG_ID, why)`` for rows with bad coordinates."""
-    images = Path(images)
-    rows, bad = [], []
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
+def read_im2gps3k_csv(csv_path: str | Path, images: str | Path) -> tuple[list[FolderRow], list[tuple[str, str, str]]]:
+    """Rows of an IM2GPS3K-style CSV, and ``(IMG_ID, reason, detail)`` of each unusable row.
+
+    Reasons: ``bad_coordinates`` (missing, not finite or out of range), ``unsafe_id`` (an id
+    that would leave the image folder), ``bad_row`` (a line the csv module rejects).
+    """
+    rows: list[FolderRow] = []
+    bad: list[tuple[str, str, str]] = []
+    used = {"IMG_ID", *_LAT_NAMES, *_LON_NAMES, "country", "city"}
+    with open_csv_text(csv_path) as f:
+        reader = csv.DictReader(f)
+        for row in rows_or_errors(reader):
+            if isinstance(row, csv.Error):
+                line = reader.reader.line_num
+                bad.append((f"line {line}", "bad_row", f"{csv_path}:{line}: {row}"))
+                continue
             img_id = (row.get("IMG_ID") or "").strip()
             try:
                 lat, lon = float(_first(row, _LAT_NAMES)), float(_first(row, _LON_NAMES))  # type: ignore[arg-type]
-                if not (abs(lat) <= 90 and abs(lon) <= 180) or math.isnan(lat + lon):
+                if not (abs(lat) <= 90 and abs(lon) <= 180):  # also False for NaN
                     raise ValueError(f"out of range {lat}, {lon}")
             except (TypeError, ValueError) as exn:
-                bad.append((img_id, f"bad coordinates: {exn}"))
+                bad.append((img_id, "bad_coordinates", f"bad coordinates: {exn}"))
                 continue
-            path = images / img_id
-            if not Path(img_id).suffix:
-                path = path.with_name(img_id + ".jpg")
-            used = {"IMG_ID", *_LAT_NAMES, *_LON_NAMES, "country", "city"}
+            try:
+                path = image_path(images, img_id)
+            except UnsafeIdError as exn:
+                bad.append((img_id, "unsafe_id", str(exn)))
+                continue
             extra = {k: v for k, v in row.items() if k not in used and k is not None}
             extra["img_id"] = img_id
             rows.append(FolderRow(sanitize_key(img_id), path, lat, lon, row.get("country") or "", row.get("city") or "",
@@ -132,21 +148,30 @@ class IM2GPS3K(LightningDataModule):
                     unreadable.append(r.key)
         bad = set(unreadable)
         self._rows = [r for r in present if r.key not in bad]
+        by_reason = {reason: [k for k, r, _ in bad_rows if r == reason]
+                     for reason in ("bad_coordinates", "unsafe_id", "bad_row")}
         self.summary = {
             "rows": len(rows) + len(bad_rows),
             "usable": len(self._rows),
             "missing": len(missing),
             "unreadable": len(unreadable),
-            "bad_coordinates": len(bad_rows),
+            "bad_coordinates": len(by_reason["bad_coordinates"]),
+            "unsafe_ids": len(by_reason["unsafe_id"]),
+            "bad_rows": len(by_reason["bad_row"]),
             "missing_examples": missing[:10],
             "unreadable_examples": unreadable[:10],
-            "bad_coordinate_examples": [k for k, _ in bad_rows[:10]],
+            "bad_coordinate_examples": by_reason["bad_coordinates"][:10],
+            "unsafe_id_examples": by_reason["unsafe_id"][:10],
+            "bad_row_examples": by_reason["bad_row"][:10],
         }
+        for _, reason, detail in bad_rows[:5]:
+            log.warning("IM2GPS3K: skipped a row (%s): %s", reason, detail)
         if missing or unreadable or bad_rows:
             log.warning(
-                "IM2GPS3K: %d of %d images usable; %d missing (e.g. %s), %d unreadable, %d rows with bad coordinates "
-                "(folder %s)", len(self._rows), self.summary["rows"], len(missing), ", ".join(missing[:3]),
-                len(unreadable), len(bad_rows), self.images)
+                "IM2GPS3K: %d of %d images usable; %d missing (e.g. %s), %d unreadable, %d rows with bad coordinates, "
+                "%d with unsafe ids, %d unparsable (folder %s)", len(self._rows), self.summary["rows"], len(missing),
+                ", ".join(missing[:3]), len(unreadable), self.summary["bad_coordinates"], self.summary["unsafe_ids"],
+                self.summary["bad_rows"], self.images)
         if not self._rows:
             raise FileNotFoundError(f"IM2GPS3K: none of the {self.summary['rows']} images listed in {self.csv_path} "
                                     f"is usable in {self.images} (summary: {self.summary})")

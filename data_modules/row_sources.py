@@ -8,8 +8,13 @@ IM2GPS3K ``IMG_ID,AUTHOR,LAT,LON,S3_Label,...``). Column names are matched
 case-insensitively: id ``IMG_ID|img_id|id|image|filename``; latitude
 ``LAT|latitude``; longitude ``LON|lng|long|longitude``; optional ``country``, ``city``,
 ``localizable``, ``reasoning``, ``entities`` (JSON list or ``;``-separated). The image is
-``images/IMG_ID`` (``.jpg`` appended when IMG_ID has no extension). Every other column is
-kept as provenance in the JSON.
+``images/IMG_ID`` (``.jpg`` appended when IMG_ID has no extension; sub-folders allowed). Every
+other column is kept as provenance in the JSON. An IMG_ID that would leave the image folder
+(``..``, absolute, NUL, backslash, a link leading out; ``image_paths.image_path``) is
+skipped as ``unsafe_id``; a row the csv module rejects (e.g. a field over its 131,072
+character limit) as ``bad_row`` with its line number. The file must be UTF-8
+(``csv_text.open_csv_text``): ``csv_records`` checks the encoding and the header when it is
+called, before the first record, and raises ``CsvEncodingError`` / ``ValueError``.
 
 Parquet with embedded images (MP16-Reason as published): image from ``images`` (list of
 ``{"bytes": ...}``, the first is used) or ``image`` (``{"bytes": ...}`` or raw bytes);
@@ -29,11 +34,14 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from globe.answer import format_answer
+
+from .csv_text import check_utf8, open_csv_text, rows_or_errors
+from .image_paths import UnsafeIdError, image_path
 
 __all__ = ["Skipped", "SourceRecord", "csv_records", "parquet_records", "sanitize_key"]
 
@@ -50,7 +58,7 @@ class SourceRecord:
 @dataclass
 class Skipped:
     key: str
-    reason: str  # missing_image | missing_field | bad_value | missing_coordinates
+    reason: str  # missing_image | missing_field | bad_value | missing_coordinates | unsafe_id | bad_row
     detail: str = ""
 
 
@@ -99,53 +107,84 @@ def _parse_bool(value: object) -> bool:
 
 
 def _coords(lat: object, lon: object) -> tuple[float, float]:
+    if isinstance(lat, bool) or isinstance(lon, bool):
+        raise ValueError(f"coordinates are booleans: {lat}, {lon}")
     lat_f, lon_f = float(lat), float(lon)  # type: ignore[arg-type]
-    if not (abs(lat_f) <= 90 and abs(lon_f) <= 180):
+    if not (abs(lat_f) <= 90 and abs(lon_f) <= 180):  # also False for NaN
         raise ValueError(f"coordinates out of range: {lat_f}, {lon_f}")
     return lat_f, lon_f
 
 
 def csv_records(csv_path: str | Path, images: str | Path) -> Iterator[SourceRecord | Skipped]:
-    """Records of a CSV + image folder (see module docstring for the accepted columns)."""
-    images = Path(images)
-    with open(csv_path, newline="", encoding="utf-8") as f:
+    """Records of a CSV + image folder (see module docstring for the accepted columns).
+
+    The encoding and the header are checked now (raising before any record is produced); the
+    rows are read lazily by the returned iterator.
+    """
+    check_utf8(csv_path)  # one pass over the file now, instead of a UnicodeDecodeError mid-run
+    with open_csv_text(csv_path, check=False) as f:
+        names = csv.DictReader(f).fieldnames or []
+    columns = {
+        "id": _column(names, "IMG_ID", "img_id", "id", "image", "filename"),
+        "lat": _column(names, "LAT", "latitude"),
+        "lon": _column(names, "LON", "lng", "long", "longitude"),
+    }
+    if None in columns.values():
+        raise ValueError(f"{csv_path}: needs an id column (IMG_ID) and LAT/LON columns, has {names}")
+    for name in ("country", "city", "localizable", "reasoning", "entities"):
+        columns[name] = _column(names, name)
+    return _csv_rows(csv_path, Path(images), columns)
+
+
+def _csv_rows(csv_path: str | Path, images: Path, c: dict[str, str | None]) -> Iterator[SourceRecord | Skipped]:
+    used = {v for v in c.values() if v}
+    with open_csv_text(csv_path, check=False) as f:  # checked by csv_records
         reader = csv.DictReader(f)
-        names = reader.fieldnames or []
-        c_id = _column(names, "IMG_ID", "img_id", "id", "image", "filename")
-        c_lat = _column(names, "LAT", "latitude")
-        c_lon = _column(names, "LON", "lng", "long", "longitude")
-        if c_id is None or c_lat is None or c_lon is None:
-            raise ValueError(f"{csv_path}: needs an id column (IMG_ID) and LAT/LON columns, has {names}")
-        c_country, c_city = _column(names, "country"), _column(names, "city")
-        c_loc, c_reason, c_ent = _column(names, "localizable"), _column(names, "reasoning"), _column(names, "entities")
-        used = {c for c in (c_id, c_lat, c_lon, c_country, c_city, c_loc, c_reason, c_ent) if c}
-        for row in reader:
-            img_id = (row.get(c_id) or "").strip()
-            key = sanitize_key(img_id)
-            try:
-                lat, lon = _coords(row.get(c_lat), row.get(c_lon))
-                meta = {
-                    "lat": lat, "lon": lon,
-                    "country": (row.get(c_country) or "") if c_country else "",
-                    "city": (row.get(c_city) or "") if c_city else "",
-                    "localizable": _parse_bool(row[c_loc]) if c_loc and row.get(c_loc) not in (None, "") else True,
-                    "reasoning": (row.get(c_reason) or "") if c_reason else "",
-                    "entities": _parse_entities(row.get(c_ent)) if c_ent else [],
-                    "img_id": img_id,
-                    **{k: v for k, v in row.items() if k not in used and k is not None},
-                }
-            except (TypeError, ValueError) as exn:
-                yield Skipped(key or "?", "bad_value", str(exn))
+        for row in rows_or_errors(reader):
+            if isinstance(row, csv.Error):
+                line = reader.reader.line_num  # DictReader's own line_num is not updated on an error
+                yield Skipped(f"line {line}", "bad_row", f"{csv_path}:{line}: {row}")
                 continue
-            path = images / img_id
-            if not Path(img_id).suffix:
-                path = path.with_name(img_id + ".jpg")
+            img_id = (row.get(c["id"]) or "").strip()  # type: ignore[arg-type]
+            key = sanitize_key(img_id)
+            if not img_id:
+                yield Skipped(f"line {reader.line_num}", "missing_field", "empty id")
+                continue
+            try:
+                path = image_path(images, img_id, subfolders=True)
+            except UnsafeIdError as exn:
+                yield Skipped(key, "unsafe_id", str(exn))
+                continue
+            try:
+                meta = _csv_meta(row, c, used)
+            except (TypeError, ValueError, OverflowError, RecursionError) as exn:  # RecursionError: nested entities
+                yield Skipped(key, "bad_value", str(exn)[:200])
+                continue
+            meta["img_id"] = img_id
+            if not path.is_file():  # also refuses a folder, a FIFO or a device that happens to be named so
+                yield Skipped(key, "missing_image", f"{path}: no such file")
+                continue
             try:
                 data = path.read_bytes()
             except OSError as exn:
                 yield Skipped(key, "missing_image", f"{path}: {exn.strerror}")
                 continue
             yield SourceRecord(key, data, meta)
+
+
+def _csv_meta(row: dict, c: dict[str, str | None], used: Iterable[str]) -> dict:
+    """The JSON metadata of one CSV row (``c`` maps field -> column name or None)."""
+    def cell(name: str) -> str:
+        return (row.get(c[name]) or "") if c[name] else ""  # type: ignore[arg-type]
+
+    lat, lon = _coords(cell("lat"), cell("lon"))
+    return {
+        "lat": lat, "lon": lon, "country": cell("country"), "city": cell("city"),
+        "localizable": _parse_bool(cell("localizable")) if cell("localizable") else True,
+        "reasoning": cell("reasoning"),
+        "entities": _parse_entities(cell("entities")),
+        **{k: v for k, v in row.items() if k not in used and k is not None},
+    }
 
 
 _COUNTRY_RE = re.compile(r"<country>(.*?)</country>", re.S)
@@ -213,8 +252,8 @@ def _parquet_record(row: dict, key: str, geocode: Geocoder | None) -> SourceReco
         lat, lon = _coords(lat_v, lon_v)
         localizable = _parse_bool(row["localizable"]) if row.get("localizable") is not None else True
         entities = _parse_entities(row.get("entities"))
-    except (TypeError, ValueError, KeyError, json.JSONDecodeError) as exn:
-        return Skipped(key, "bad_value", str(exn))
+    except (TypeError, ValueError, KeyError, OverflowError, RecursionError) as exn:
+        return Skipped(key, "bad_value", str(exn)[:200])
     response = str(_first_present(row, "response", "reasoning") or "")
     reasoning = response if "<think>" in response or not response else format_answer(response.strip(), country, city)
     skip = {"images", "image", "response", "reasoning", "solution", "__#solution", "entities", "localizable",

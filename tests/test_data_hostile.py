@@ -11,7 +11,9 @@ import webdataset as wds
 from PIL import Image
 
 from data_modules import MP16Reason
+from data_modules.csv_text import CsvEncodingError, check_utf8
 from data_modules.decode import MAX_JSON_BYTES, MAX_JSON_DEPTH, SampleError, sample_from_record
+from data_modules.image_paths import UnsafeIdError, image_path
 
 
 def _jpeg() -> bytes:
@@ -27,6 +29,9 @@ def _json(**override) -> bytes:
     return json.dumps(GOOD | override).encode()
 
 
+HEAD = b'{"lat": 1, "lon": 2, "country": "a", "city": "b", '
+
+
 def _nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
@@ -34,11 +39,11 @@ def _nested(depth: int) -> str:
 # (name, json bytes, reason); each is a whole {key}.json member
 HOSTILE = [
     # 100,000 levels: json.loads raises RecursionError
-    ("deep_100000", b'{"lat": 1, "lon": 2, "country": "a", "city": "b", "x": ' + _nested(100_000).encode() + b"}", "bad_json"),
+    ("deep_100000", HEAD + b'"x": ' + _nested(100_000).encode() + b"}", "bad_json"),
     # parses, but deeper than MAX_JSON_DEPTH (would recurse in pickling / logging later)
     ("deep_parsed", _json(x=json.loads(_nested(MAX_JSON_DEPTH + 5))), "bad_json"),
     # a 5,000-digit int: Python's int-string limit (4,300 digits) makes json.loads raise ValueError
-    ("int_5000_digits", b'{"lat": 1, "lon": 2, "country": "a", "city": "b", "score": ' + b"7" * 5000 + b"}", "bad_json"),
+    ("int_5000_digits", HEAD + b'"score": ' + b"7" * 5000 + b"}", "bad_json"),
     ("lat_5000_digits", b'{"lat": ' + b"7" * 5000 + b', "lon": 2, "country": "a", "city": "b"}', "bad_json"),
     # a 400-digit int parses, but float() of it raises OverflowError
     ("lat_400_digits", b'{"lat": ' + b"9" * 400 + b', "lon": 2, "country": "a", "city": "b"}', "bad_value"),
@@ -109,3 +114,61 @@ def test_hostile_shards_stream_good_samples_and_count_bad_ones(tmp_path):
     expected = {reason: sum(1 for _, _, r in HOSTILE if r == reason) for reason in ("bad_json", "bad_value")}
     assert {k: counts[k] for k in ("ok", "bad_json", "bad_value")} == {"ok": 3, **expected}
     assert dm.stats["test"].bad == len(HOSTILE)
+
+
+# -- file ids stay inside their folder
+
+
+@pytest.mark.parametrize("img_id, why", [
+    ("", "empty"),
+    ("../x.jpg", "separator"),
+    ("/etc/passwd", "absolute"),
+    ("a\0.jpg", "NUL"),
+    ("..\\x.jpg", "backslash"),
+    ("sub/x.jpg", "separator"),
+])
+def test_flat_ids_refuse_anything_but_a_file_name(tmp_path, img_id, why):
+    with pytest.raises(UnsafeIdError, match=why):
+        image_path(tmp_path, img_id)
+
+
+@pytest.mark.parametrize("img_id", ["../x.jpg", "a/../../x.jpg", "a//x.jpg", "./x.jpg", "a/..", "/abs/x.jpg", "a/\0"])
+def test_subfolder_ids_refuse_dot_parts_and_absolute_paths(tmp_path, img_id):
+    with pytest.raises(UnsafeIdError):
+        image_path(tmp_path, img_id, subfolders=True)
+
+
+def test_ids_inside_the_folder_resolve_and_links_out_are_refused(tmp_path):
+    root = tmp_path / "img"
+    (root / "a1").mkdir(parents=True)
+    assert image_path(root, "a1/1001", subfolders=True) == (root / "a1/1001.jpg").resolve()  # suffix added
+    assert image_path(root, "x.png") == (root / "x.png").resolve()
+    (root / "inner.jpg").symlink_to(root / "a1")  # a link that stays inside is fine
+    assert image_path(root, "inner.jpg") == (root / "a1").resolve()
+    (root / "out.jpg").symlink_to(tmp_path)
+    with pytest.raises(UnsafeIdError, match="outside"):
+        image_path(root, "out.jpg")
+    (root / "a1/up").symlink_to("..")
+    with pytest.raises(UnsafeIdError, match="outside"):  # resolves to the folder itself
+        image_path(root, "a1/up", subfolders=True, default_suffix="")
+
+
+# -- CSV text must be UTF-8
+
+
+def test_check_utf8_counts_lines_and_accepts_characters_split_across_chunks(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_bytes("IMG_ID,city\n1.jpg,S\u00e3o Paulo\n2.jpg,\u6771\u4eac".encode("utf-8"))  # no final newline
+    for chunk in (1, 2, 3, 7, 1 << 20):  # every split point of the multi-byte characters
+        assert check_utf8(path, chunk_size=chunk) == 3
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 1 << 20])
+def test_check_utf8_names_the_first_bad_byte(tmp_path, chunk):
+    path = tmp_path / "x.csv"
+    path.write_bytes("a,b\n\u00e9,1\nx,".encode("utf-8") + b"\xe9t\xe9\n")  # Latin-1 'été' on line 3
+    with pytest.raises(CsvEncodingError, match=r"not UTF-8 at byte offset 11 \(line 3\): b'\\xe9'"):
+        check_utf8(path, chunk_size=chunk)
+    path.write_bytes(b"a,b\nx,\xe2\x82")  # the file ends inside a 3-byte character
+    with pytest.raises(CsvEncodingError, match=r"byte offset 6 \(line 2\)"):
+        check_utf8(path, chunk_size=chunk)

@@ -69,3 +69,56 @@ def test_real_csv_without_images_fails_with_counts(tmp_path):
 def test_needs_a_source():
     with pytest.raises(ValueError, match="csv_path and images, or shards"):
         IM2GPS3K()
+
+
+def _jpeg(color) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (12, 12), color).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def test_ids_that_leave_the_image_folder_are_skipped_and_reported(tmp_path, caplog):
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    (images / "good.jpg").write_bytes(_jpeg((200, 0, 0)))
+    (images / "sub/nested.jpg").write_bytes(_jpeg((200, 0, 0)))
+    outside = tmp_path / "outside.jpg"  # a valid image outside the folder: must never be read
+    outside.write_bytes(_jpeg((0, 0, 200)))
+    (images / "link.jpg").symlink_to(outside)
+    ids = ["good.jpg", "../outside.jpg", str(outside), "sub/nested.jpg", "link.jpg", "../../../etc/passwd", "a\0.jpg"]
+    with open(tmp_path / "gt.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        for img_id in ids:
+            w.writerow([img_id, "a", 10, 20, 1, 2, 3, 0.1, 0.2, 0.7])
+    dm = IM2GPS3K(csv_path=str(tmp_path / "gt.csv"), images=str(images), max_bad_fraction=0.9)
+    with caplog.at_level(logging.WARNING, logger="data_modules"):
+        dm.setup("test")
+    # IM2GPS3K ids are plain file names: a separator is refused too (sub/nested.jpg)
+    assert (dm.summary["rows"], dm.summary["usable"], dm.summary["unsafe_ids"], dm.summary["missing"]) == (7, 1, 6, 0)
+    assert dm.summary["unsafe_id_examples"][:2] == ["../outside.jpg", str(outside)]
+    assert "6 with unsafe ids" in caplog.text
+    samples = [s for b in dm.test_dataloader() for s in b]
+    assert [s.key for s in samples] == ["good"] and samples[0].image.getpixel((6, 6))[0] > 150
+
+
+def test_latin1_csv_is_a_clear_error(tmp_path):
+    (tmp_path / "gt.csv").write_bytes((",".join(HEADER) + "\nS\u00e3o_Paulo.jpg,a,1,2,1,2,3,0,0,1\n").encode("latin-1"))
+    dm = IM2GPS3K(csv_path=str(tmp_path / "gt.csv"), images=str(tmp_path))
+    with pytest.raises(ValueError, match=r"gt\.csv: not UTF-8 at byte offset 89 \(line 2\).*re-encode"):
+        dm.setup("test")
+
+
+def test_row_the_csv_module_rejects_is_counted_not_fatal(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(_jpeg((9, 9, 9)))
+    with open(tmp_path / "gt.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        w.writerow(["b.jpg", "x" * 200_000, 1, 2, 1, 2, 3, 0, 0, 1])  # over csv's 131,072-character field limit
+        w.writerow(["a.jpg", "a", 1, 2, 1, 2, 3, 0, 0, 1])
+    dm = IM2GPS3K(csv_path=str(tmp_path / "gt.csv"), images=str(images))
+    dm.setup("test")
+    assert (dm.summary["rows"], dm.summary["usable"], dm.summary["bad_rows"]) == (2, 1, 1)
+    assert dm.summary["bad_row_examples"] == ["line 2"]

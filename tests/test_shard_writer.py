@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -135,3 +136,143 @@ def test_duplicate_keys_are_skipped(tmp_path):
                            tmp_path / "o", progress=False)
     assert summary["written"] == 1 and summary["skipped"] == {"duplicate_key": 1}
     assert json.loads((tmp_path / "o/train-summary.json").read_text())["written"] == 1
+
+
+def _csv(path, rows, header=("IMG_ID", "LAT", "LON")):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return str(path)
+
+
+def _tar_keys(path) -> list[str]:
+    import tarfile
+
+    with tarfile.open(path) as tar:  # a truncated tar raises here
+        return [m.name for m in tar.getmembers()]
+
+
+def test_ids_that_leave_the_image_folder_are_skipped_and_counted(tmp_path):
+    images = tmp_path / "img"
+    (images / "a1").mkdir(parents=True)
+    (images / "a1/ok.jpg").write_bytes(_image((200, 0, 0)))
+    (images / "a1/noext.jpg").write_bytes(_image((0, 200, 0)))
+    outside = tmp_path / "secret.jpg"  # a readable image outside the folder: must never be read
+    outside.write_bytes(_image((0, 0, 200)))
+    (images / "link.jpg").symlink_to(outside)  # a link that leads out of the folder
+    rows = [
+        ["a1/ok.jpg", 1, 2],
+        ["../../../etc/passwd", 1, 2],
+        ["../secret.jpg", 1, 2],
+        [str(outside), 1, 2],  # absolute
+        ["a1/../../secret.jpg", 1, 2],
+        ["link.jpg", 1, 2],
+        ["a1\\..\\..\\secret.jpg", 1, 2],
+        ["a1/nul\0.jpg", 1, 2],
+        ["a1/noext", 3, 4],  # subfolder id without extension: a1/noext.jpg
+    ]
+    out = tmp_path / "out"
+    summary = main(["csv", "--csv", _csv(tmp_path / "x.csv", rows), "--images", str(images), "--out", str(out),
+                    "--shard-size", "1", "--no-progress"])
+    assert summary["written"] == 2 and summary["skipped"] == {"unsafe_id": 7}
+    assert summary["skipped_examples"]["unsafe_id"][0] == sanitize_key("../../../etc/passwd")
+    assert [_tar_keys(out / name) for name in summary["shards"]] == [["a1_ok.jpg", "a1_ok.json"],
+                                                                     ["a1_noext.jpg", "a1_noext.json"]]
+    assert json.loads((out / "train-summary.json").read_text())["skipped"] == {"unsafe_id": 7}
+    samples, _ = _samples(summary["shard_pattern"])
+    assert all(s.image.getpixel((5, 3))[2] < 100 for s in samples)  # the blue outside image never got in
+
+
+def test_shards_appear_under_their_final_name_only_when_complete(tmp_path):
+    images = tmp_path / "img"
+    images.mkdir()
+    rows = []
+    for i in range(5):
+        (images / f"{i}.jpg").write_bytes(_image((i * 40, 0, 0)))
+        rows.append([f"{i}.jpg", i, i])
+    out = tmp_path / "out"
+    seen_during: list[list[str]] = []
+
+    def records():
+        for i, record in enumerate(csv_records(_csv(tmp_path / "x.csv", rows), images)):
+            seen_during.append(sorted(p.name for p in out.glob("*.tar")))  # what a reader could pick up now
+            yield record
+            if i == 2:  # shard 1 holds one of its two samples
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_shards(records(), out, shard_size=2, progress=False)
+    assert seen_during == [[], [], ["train-000000.tar"]]
+    assert sorted(p.name for p in out.iterdir()) == ["train-000000.tar", "train-summary.json"]  # no temp file left
+    assert _tar_keys(out / "train-000000.tar") == ["0.jpg", "0.json", "1.jpg", "1.json"]
+    summary = json.loads((out / "train-summary.json").read_text())
+    assert summary["complete"] is False and summary["written"] == 2 and summary["shards"] == ["train-000000.tar"]
+    assert "KeyboardInterrupt" in summary["error"]
+
+
+def test_latin1_csv_is_a_clear_error_before_any_work(tmp_path):
+    images = tmp_path / "img"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(_image((1, 1, 1)))
+    data = "IMG_ID,LAT,LON,city\na.jpg,1,2,Paris\nb.jpg,1,2,Besan\u00e7on\n".encode("latin-1")
+    (tmp_path / "x.csv").write_bytes(data)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"x\.csv: not UTF-8 at byte offset 51 \(line 3\).*iconv -f latin1 -t utf-8"):
+        main(["csv", "--csv", str(tmp_path / "x.csv"), "--images", str(images), "--out", str(out), "--no-progress"])
+    assert not out.exists() or not any(out.iterdir())  # nothing written, no summary
+
+
+def test_utf8_bom_csv_is_read(tmp_path):
+    images = tmp_path / "img"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(_image((1, 1, 1)))
+    (tmp_path / "x.csv").write_bytes("\ufeffIMG_ID,LAT,LON,city\na.jpg,1,2,Besan\u00e7on\n".encode("utf-8"))
+    summary = write_shards(csv_records(tmp_path / "x.csv", images), tmp_path / "out", progress=False)
+    samples, _ = _samples(summary["shard_pattern"], required_fields=("lat", "lon"))
+    assert summary["written"] == 1 and samples[0].city == "Besan\u00e7on"
+
+
+def test_oversized_csv_field_is_a_counted_skip(tmp_path):
+    images = tmp_path / "img"
+    images.mkdir()
+    for name in ("a.jpg", "c.jpg"):
+        (images / name).write_bytes(_image((1, 1, 1)))
+    rows = [["a.jpg", 1, 2, "x"], ["b.jpg", 1, 2, "y" * 200_000], ["c.jpg", 3, 4, "z"]]  # csv's field limit is 131,072
+    summary = write_shards(csv_records(_csv(tmp_path / "x.csv", rows, ("IMG_ID", "LAT", "LON", "note")), images),
+                           tmp_path / "out", progress=False)
+    assert summary["written"] == 2 and summary["skipped"] == {"bad_row": 1}
+    assert summary["skipped_examples"]["bad_row"] == ["line 3"]
+
+
+def test_deeply_nested_entities_cell_is_a_counted_skip(tmp_path):
+    images = tmp_path / "img"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(_image((1, 1, 1)))
+    rows = [["a.jpg", 1, 2, "[" * 50_000 + "]" * 50_000], ["a.jpg", 1, 2, '["sign"]']]
+    summary = write_shards(csv_records(_csv(tmp_path / "x.csv", rows, ("IMG_ID", "LAT", "LON", "entities")), images),
+                           tmp_path / "out", progress=False)
+    assert summary["written"] == 1 and summary["skipped"] == {"bad_value": 1}
+
+
+def test_output_folder_is_checked_before_the_long_work(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OSError, match=r"output (directory|folder) .*file/out"):
+        main(["csv", "--csv", str(tmp_path / "missing.csv"), "--images", str(tmp_path), "--out",
+              str(tmp_path / "file/out"), "--no-progress"])  # fails on --out before it opens the CSV
+    with pytest.raises(OSError, match=r"output (directory|folder) .*file.* not a directory"):
+        write_shards([], tmp_path / "file", progress=False)
+
+
+def test_read_only_output_folder_is_a_clear_error(tmp_path):
+    import os
+
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+    else:  # root writes into any chmod-ed folder; sysfs refuses new files even to root
+        ro = Path("/sys/kernel")
+        if not ro.is_dir():
+            pytest.skip("no read-only folder available to root here")
+    with pytest.raises(OSError, match=rf"output folder {ro} is not writable \(Permission denied\)"):
+        write_shards([], ro, progress=False)
