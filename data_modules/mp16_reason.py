@@ -141,8 +141,15 @@ class MP16Reason(LightningDataModule):
         )
         if train and self._epoch is not None:
             stream.set_epoch(self._epoch)
-        if train:
-            stream.resume = self._resume
+        if train and self._resume is not None:
+            # Lightning creates the first iterator of a run before it sets the epoch: start the
+            # stream at the checkpoint's epoch (the next one when that epoch was complete)
+            resume = self._resume
+            if self.epoch_length is not None and resume.total >= len(stream):
+                stream.set_epoch(resume.epoch + 1)
+            else:
+                stream.set_epoch(resume.epoch)
+                stream.resume = resume
         return stream
 
     def _loader(self, split: str) -> DataLoader:

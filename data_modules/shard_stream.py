@@ -208,9 +208,25 @@ def _identity(batch: list[GeoSample]) -> list[GeoSample]:
     return batch
 
 
+class StreamLoader(DataLoader):
+    """A ``DataLoader`` whose resume state lives in its data module.
+
+    Lightning looks for ``state_dict`` / ``load_state_dict`` on a training loader to decide whether
+    a mid-epoch resume is exact. The position of a ``ShardStream`` is kept by the data module
+    (``MP16Reason.state_dict``, per rank and worker), which also restores it; the loader itself
+    has nothing to add, and says so here instead of triggering Lightning's "not resumable" warning.
+    """
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        return None
+
+
 def make_loader(stream: IterableDataset, num_workers: int = 0, persistent_workers: bool = False) -> DataLoader:
     """A DataLoader over an already-batching stream (``batch_size=None``), epoch-aware."""
-    loader = DataLoader(
+    loader = StreamLoader(
         stream,
         batch_size=None,
         num_workers=num_workers,

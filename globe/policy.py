@@ -47,6 +47,7 @@ from globe.evaluation import PREDICTION_COLUMNS, Prediction, evaluate_completion
 from globe.grpo.advantages import group_advantages
 from globe.grpo.logprobs import completion_logprobs
 from globe.grpo.loss import grpo_loss, truncated_is_weights
+from globe.grpo.lr_schedule import LRPhase, build_scheduler
 from globe.grpo.microbatch import group_chunks, slice_prompt_inputs
 from globe.grpo.step_stats import combine_chunks, combine_passes
 from globe.metrics import GeoAccuracy
@@ -97,8 +98,12 @@ class GRPOPolicy(LightningModule):
         num_iterations: optimisation passes per rollout batch.
         micro_batch_prompts: prompts (whole groups) per forward/backward; None = all at once.
         is_cap: truncation of the importance-sampling weights; None disables the correction.
-        learning_rate, weight_decay, warmup_steps, max_grad_norm: AdamW and its schedule.
+        learning_rate, weight_decay, max_grad_norm: AdamW (peak learning rate of the GRPO phase).
+        warmup_steps, lr_decay, min_lr_ratio: the GRPO phase's schedule (``globe.grpo.lr_schedule``):
+            linear warm-up, then ``constant`` (paper), ``cosine`` or ``linear`` decay to
+            ``min_lr_ratio * learning_rate`` at ``trainer.max_steps``. Its state is checkpointed.
         warm_start_steps, warm_start_lr: supervised steps before GRPO (demo only, see module doc).
+        warm_start_warmup_steps, warm_start_decay: the warm-start phase's schedule (same shapes).
         prompt: the user prompt (default: the paper's).
         predictions_csv: where ``test`` writes its predictions (default: the logger's directory).
         thresholds_km: accuracy thresholds of the evaluation.
@@ -130,9 +135,13 @@ class GRPOPolicy(LightningModule):
         learning_rate: float = 1e-6,
         weight_decay: float = 0.0,
         warmup_steps: int = 0,
+        lr_decay: Literal["constant", "cosine", "linear"] = "constant",
+        min_lr_ratio: float = 0.0,
         max_grad_norm: float | None = 1.0,
         warm_start_steps: int = 0,
         warm_start_lr: float | None = None,
+        warm_start_warmup_steps: int = 0,
+        warm_start_decay: Literal["constant", "cosine", "linear"] = "constant",
         prompt: str = GEO_PROMPT,
         predictions_csv: str | None = None,
         thresholds_km: tuple[float, ...] = (1, 25, 200, 750, 2500),
@@ -272,18 +281,35 @@ class GRPOPolicy(LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+        # stepped by hand after every optimiser step (manual optimisation); Lightning checkpoints its state
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": build_scheduler(optimizer, self.lr_phases()), "interval": "step"}}
 
-    def _set_lr(self, optimizer, warm_start: bool) -> float:
+    def lr_phases(self) -> list[LRPhase]:
+        """The warm-start phase, then the GRPO phase up to ``trainer.max_steps`` (or the estimated
+        number of steps of an epoch-bounded run)."""
         hp = self.hparams
-        if warm_start:
-            lr = hp.warm_start_lr or hp.learning_rate
-        else:
-            step = self.global_step - hp.warm_start_steps
-            lr = hp.learning_rate * min(1.0, (step + 1) / hp.warmup_steps) if hp.warmup_steps else hp.learning_rate
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        return lr
+        total = hp.warm_start_steps + 1
+        if self._trainer is not None:
+            total = self.trainer.max_steps if self.trainer.max_steps > 0 else int(self.trainer.estimated_stepping_batches)
+        grpo_steps = max(total - hp.warm_start_steps, 1)
+
+        def phase(steps: int, peak: float, warmup: int, decay: str) -> LRPhase:
+            return LRPhase(steps, peak, min(warmup, steps), decay, hp.min_lr_ratio if decay != "constant" else 0.0)
+
+        return [
+            phase(hp.warm_start_steps, hp.warm_start_lr or hp.learning_rate, hp.warm_start_warmup_steps, hp.warm_start_decay),
+            phase(grpo_steps, hp.learning_rate, hp.warmup_steps, hp.lr_decay),
+        ]
+
+    def _optimizer_step(self, optimizer) -> None:
+        optimizer.step()
+        try:
+            scheduler = self.lr_schedulers()
+        except RuntimeError:  # no trainer attached (the policy used as a library)
+            scheduler = None
+        if scheduler is not None:
+            scheduler.step()
 
     # ------------------------------------------------------------------ the GRPO step
     def training_step(self, batch: list[GeoSample], batch_idx: int) -> None:
@@ -362,7 +388,7 @@ class GRPOPolicy(LightningModule):
         """``num_iterations`` optimiser steps over the rollout, micro-batched by whole groups."""
         hp = self.hparams
         optimizer = self.optimizers()
-        lr = self._set_lr(optimizer, warm_start=False)
+        lr = optimizer.param_groups[0]["lr"]
         n = hp.group_size
         ids, mask = completions.ids.to(self.device), completions.mask.to(self.device)
         sampler_logp = completions.logprobs.to(self.device)
@@ -410,7 +436,7 @@ class GRPOPolicy(LightningModule):
             if hp.max_grad_norm:
                 norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], hp.max_grad_norm)
                 step_stats["grad_norm"] = float(full_tensor(norm))
-            optimizer.step()
+            self._optimizer_step(optimizer)
             passes.append(step_stats)
         out = combine_passes(passes)
         out["lr"] = lr
@@ -467,7 +493,7 @@ class GRPOPolicy(LightningModule):
         if not all(targets):
             raise ValueError("warm_start_steps > 0 needs samples with a reference `reasoning` (GeoSynth / MP16-Reason)")
         optimizer = self.optimizers()
-        lr = self._set_lr(optimizer, warm_start=True)
+        lr = optimizer.param_groups[0]["lr"]
         prompts = self.build_prompts(batch)
         tok = self.processor.tokenizer
         eos = tok.convert_tokens_to_ids("<|im_end|>")
@@ -485,7 +511,7 @@ class GRPOPolicy(LightningModule):
         self.manual_backward(loss)
         if self.hparams.max_grad_norm:
             torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.hparams.max_grad_norm)
-        optimizer.step()
+        self._optimizer_step(optimizer)
         self._engine_stale = True
         self.log_dict({"warm_start/nll": loss.detach(), "warm_start/lr": lr}, batch_size=len(batch))
         self.log("nll", loss.detach(), prog_bar=True, logger=False, batch_size=len(batch))

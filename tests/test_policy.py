@@ -37,11 +37,14 @@ def _policy(model_dir, **kwargs) -> GRPOPolicy:
 
 
 class _FakeTrainerOptim:
-    """``optimize`` calls ``self.optimizers()`` / ``manual_backward``: give it a plain AdamW."""
+    """``optimize`` calls ``self.optimizers()`` / ``lr_schedulers()`` / ``manual_backward``: give it
+    the module's own AdamW and schedule, as Lightning would."""
 
     def __init__(self, policy: GRPOPolicy) -> None:
-        self.opt = policy.configure_optimizers()
+        config = policy.configure_optimizers()
+        self.opt, self.scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
         policy.optimizers = lambda: self.opt
+        policy.lr_schedulers = lambda: self.scheduler
         policy.manual_backward = lambda loss: loss.backward()
 
 
