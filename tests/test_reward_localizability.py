@@ -13,7 +13,7 @@ from data_modules.sample import GeoSample
 from globe.models.loading import LoraConfigSpec
 from globe.models.tiny import build_tiny_qwen2_5_vl
 from globe.rewards.base import RewardBatch
-from globe.rewards.localizability import LocalizabilityReward
+from globe.rewards.localizability import CheckpointLoadError, LocalizabilityReward
 
 ROOT = Path(__file__).resolve().parents[1]
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (230, 230, 230)]
@@ -154,7 +154,7 @@ def _fit(tmp_path: Path, tiny_path: str, lora: bool) -> Path:
 @pytest.mark.slow
 def test_cli_fit_then_frozen_reload_scores_a_batch(tmp_path, tiny_path):
     ckpt = _fit(tmp_path, tiny_path, lora=False)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     # full fine-tuning with a frozen vision tower: the vision weights are re-read from model_path
     assert state["globe_frozen_keys_from_model_path"] > 0
     assert not any(".visual." in k for k in state["state_dict"])
@@ -179,7 +179,7 @@ def test_cli_fit_then_frozen_reload_scores_a_batch(tmp_path, tiny_path):
 @pytest.mark.slow
 def test_cli_fit_with_lora_exports_an_adapter(tmp_path, tiny_path):
     ckpt = _fit(tmp_path, tiny_path, lora=True)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     assert state and all("lora_" in k for k in state)  # only the adapters are written
     assert (tmp_path / "export" / "adapter_config.json").is_file()
     batch = reward_batch(TEXTS[:3])
@@ -187,3 +187,77 @@ def test_cli_fit_with_lora_exports_an_adapter(tmp_path, tiny_path):
     from_adapter = LocalizabilityReward.from_checkpoint(tmp_path / "export")
     assert torch.allclose(from_ckpt.score(batch), from_adapter.score(batch), atol=1e-5)
     assert not any(p.requires_grad for p in from_adapter.parameters())
+
+
+# ---------------------------------------------------------------------- untrusted checkpoints
+class _TouchOnUnpickle:
+    """Unpickling this creates ``path`` (stands for arbitrary code run by a crafted file)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _crafted_checkpoint(tmp_path: Path, tiny_path: str) -> tuple[Path, Path]:
+    marker = tmp_path / "code-ran"
+    ckpt = tmp_path / "crafted.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"model_path": tiny_path}, "callbacks": _TouchOnUnpickle(marker)}, ckpt)
+    return ckpt, marker
+
+
+def test_crafted_checkpoint_runs_no_code_through_from_checkpoint(tmp_path, tiny_path):
+    ckpt, marker = _crafted_checkpoint(tmp_path, tiny_path)
+    with pytest.raises(CheckpointLoadError, match="cannot be loaded safely: it refers to io.open"):
+        LocalizabilityReward.from_checkpoint(ckpt)
+    assert not marker.exists()
+    with pytest.raises(CheckpointLoadError, match="cannot be loaded safely"):
+        LocalizabilityReward(checkpoint=str(ckpt))
+    assert not marker.exists()
+
+
+@pytest.mark.slow  # cli.py parses and instantiates the reward-model config (~10 s)
+def test_crafted_checkpoint_runs_no_code_through_the_cli(tmp_path, tiny_path):
+    ckpt, marker = _crafted_checkpoint(tmp_path, tiny_path)
+    override = _override_yaml(tmp_path, tiny_path, lora=False)
+    override.write_text(override.read_text().replace("    export_dir:", f"    checkpoint: {ckpt}\n    export_dir:"))
+    with pytest.raises(Exception) as info:
+        _cli_main()(["test", "--config", str(ROOT / "configs/reward/localizability.yaml"), "--config", str(override)])
+    assert "cannot be loaded safely: it refers to io.open" in str(info.value)  # jsonargparse quotes the error
+    assert not marker.exists()
+
+
+def test_checkpoint_with_a_lora_spec_in_its_hyper_parameters_loads(tmp_path, tiny_path):
+    """Lightning stores the init arguments as given: a LoraConfigSpec object is allow-listed."""
+    torch.manual_seed(0)
+    head = LocalizabilityReward(model_path=tiny_path, lora=LoraConfigSpec(r=4, alpha=8), max_text_tokens=40)
+    assert isinstance(head.hparams["lora"], LoraConfigSpec)
+    ckpt = tmp_path / "lora.ckpt"  # the keys a Lightning checkpoint has (written the way Lightning does)
+    torch.save({"state_dict": head.state_dict(), "hyper_parameters": dict(head.hparams), "epoch": 0, "global_step": 3}, ckpt)
+    back = LocalizabilityReward.from_checkpoint(ckpt)
+    assert back.max_text_tokens == 40 and back.hparams["lora"] == LoraConfigSpec(r=4, alpha=8)
+    batch = reward_batch(TEXTS[:3])
+    assert torch.allclose(back.score(batch), head.score(batch), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"not a checkpoint at all", "not a readable torch checkpoint"),
+        ({"hyper_parameters": {"model_path": "m"}}, "no 'state_dict'"),
+        ({"state_dict": {}, "hyper_parameters": {}}, "model_path"),
+        ({"state_dict": {"w": "not a tensor"}, "hyper_parameters": {"model_path": "m"}}, "tensors"),
+        ([1, 2, 3], "not a LocalizabilityReward checkpoint"),
+    ],
+)
+def test_unusable_checkpoints_get_a_clear_error(tmp_path, content, message):
+    ckpt = tmp_path / "bad.ckpt"
+    if isinstance(content, bytes):
+        ckpt.write_bytes(content)
+    else:
+        torch.save(content, ckpt)
+    with pytest.raises(CheckpointLoadError, match=message):
+        LocalizabilityReward.from_checkpoint(ckpt)
+    with pytest.raises(CheckpointLoadError, match="no checkpoint file"):
+        LocalizabilityReward(checkpoint=str(tmp_path / "absent.ckpt"))

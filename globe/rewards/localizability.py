@@ -29,7 +29,11 @@ image tokens are never cut; it scores in-process and batched, with no server.
 
 Loading for GRPO: :meth:`LocalizabilityReward.from_checkpoint` takes a Lightning ``.ckpt``,
 a directory written by :meth:`export_pretrained` (full model or LoRA adapter), and returns a
-frozen, eval-mode head. ``score`` switches to eval mode for its forward passes, because the
+frozen, eval-mode head. A ``.ckpt`` is read with ``torch.load(weights_only=True)``: tensors,
+plain Python values and :class:`~globe.models.loading.LoraConfigSpec` (the one object
+Lightning stores among this class's hyper-parameters, a plain dataclass) — anything else in the
+file is refused before it can run (:class:`CheckpointLoadError`), as is a file without a
+``state_dict`` of tensors and ``hyper_parameters`` naming a ``model_path``. ``score`` switches to eval mode for its forward passes, because the
 trainer puts every submodule of the policy back in train mode each epoch (LoRA dropout would
 otherwise make the reward noisy). Completions with no reasoning text (None, empty) score 0
 without a forward pass; any other text gets the model's judgement.
@@ -38,6 +42,8 @@ without a forward pass; any other text gets the model's judgement.
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Literal
@@ -52,7 +58,7 @@ from globe.answer import parse_answer
 from globe.models.loading import Dtype, LoraConfigSpec, load_vlm
 from globe.rewards.base import RewardBatch, RewardHead, as_text, reasoning_of
 
-__all__ = ["LocalizabilityReward", "PAPER_QUESTION", "answer_token_ids"]
+__all__ = ["LocalizabilityReward", "PAPER_QUESTION", "answer_token_ids", "CheckpointLoadError", "read_checkpoint"]
 
 #: the paper's reward-model system prompt (its plugin code)
 PAPER_QUESTION = (
@@ -61,6 +67,52 @@ PAPER_QUESTION = (
 )
 SETTINGS_FILE = "globe_localizability.json"
 _VISION_NAMES = ("visual", "vision_tower", "vision_model")
+
+
+class CheckpointLoadError(ValueError):
+    """A checkpoint that cannot be loaded safely, or is not a LocalizabilityReward checkpoint."""
+
+
+#: classes a checkpoint may hold besides tensors and plain values (Lightning keeps the init
+#: arguments as given: ``lora`` may be this dataclass, rebuilt field by field, no code run)
+SAFE_CHECKPOINT_CLASSES = (LoraConfigSpec,)
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(hyper_parameters, state_dict) of a Lightning checkpoint of this class, read with
+    ``torch.load(weights_only=True)`` (allow-list: :data:`SAFE_CHECKPOINT_CLASSES`).
+
+    Raises :class:`CheckpointLoadError` for a missing file, one that is not a torch
+    checkpoint, one holding any other object (its unpickling is refused, never run), and one
+    without a ``state_dict`` of tensors or a ``hyper_parameters`` dict with a ``model_path``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointLoadError(f"no checkpoint file at {path}")
+    try:
+        with torch.serialization.safe_globals(list(SAFE_CHECKPOINT_CLASSES)):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found is None:  # garbage or a truncated file, not a refused object
+            raise CheckpointLoadError(f"{path} is not a readable torch checkpoint: {str(e).splitlines()[0]}") from None
+        raise CheckpointLoadError(  # weights_only refused a global: unpickling it would run code
+            f"{path} cannot be loaded safely: it refers to {found.group(1)}, not a tensor, a plain value or "
+            "LoraConfigSpec; refusing to unpickle it"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - not a zip / not a torch file / truncated
+        raise CheckpointLoadError(f"{path} is not a readable torch checkpoint: {type(e).__name__}: {e}") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointLoadError(f"{path} is not a LocalizabilityReward checkpoint (a {type(ckpt).__name__}, not a dict)")
+    state, saved = ckpt.get("state_dict"), ckpt.get("hyper_parameters")
+    if not isinstance(state, dict):
+        raise CheckpointLoadError(f"{path} has no 'state_dict' dict: not a Lightning checkpoint")
+    bad = [k for k, v in state.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+    if bad:
+        raise CheckpointLoadError(f"{path}: the state_dict must map names to tensors; bad entries: {bad[:3]}")
+    if not isinstance(saved, dict) or not isinstance(saved.get("model_path"), str):
+        raise CheckpointLoadError(f"{path} has no hyper_parameters with a model_path: not a LocalizabilityReward checkpoint")
+    return saved, state
 
 
 def answer_token_ids(tokenizer, words: list[str]) -> list[int]:
@@ -141,8 +193,7 @@ class LocalizabilityReward(RewardHead):
         super().__init__(name=name)
         state = None
         if checkpoint is not None:  # the model-defining arguments come from the checkpoint
-            ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-            saved, state = ckpt.get("hyper_parameters", {}), ckpt["state_dict"]
+            saved, state = read_checkpoint(checkpoint)
             model_path, lora, adapter_path = saved["model_path"], saved.get("lora"), saved.get("adapter_path")
             freeze_vision = saved.get("freeze_vision", freeze_vision)
             question, text = saved.get("question", question), saved.get("text", text)
