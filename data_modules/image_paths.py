@@ -19,6 +19,7 @@ An id without a file suffix gets ``default_suffix`` appended (``a1/1001`` -> ``a
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -53,8 +54,13 @@ def image_path(folder: str | os.PathLike, img_id: str, subfolders: bool = False,
         raise UnsafeIdError(f"id {shown} has an empty, '.' or '..' part")
     if not Path(parts[-1]).suffix:
         img_id += default_suffix
-    root = Path(folder).resolve()
-    path = (root / img_id).resolve()  # follows symbolic links, also those inside the folder
-    if path == root or not path.is_relative_to(root):
+    root = _real_folder(os.path.abspath(folder))
+    path = os.path.realpath(os.path.join(root, img_id))  # follows symbolic links, also those inside the folder
+    if not path.startswith(root if root.endswith(os.sep) else root + os.sep):
         raise UnsafeIdError(f"id {shown} resolves to {path}, outside {root}")
-    return path
+    return Path(path)
+
+
+@functools.lru_cache(maxsize=64)
+def _real_folder(absolute: str) -> str:
+    return os.path.realpath(absolute)  # once per folder: a CSV names it for millions of rows
