@@ -44,7 +44,18 @@ class Prediction:
     pred_text: str
 
     def row(self) -> dict:
-        return asdict(self)
+        """The CSV row: every text field encodable as UTF-8 (a lone surrogate, e.g. from a tar
+        member name decoded with ``surrogateescape``, becomes its ``\\udcXX`` escape)."""
+        return {k: _utf8_safe(v) if isinstance(v, str) else v for k, v in asdict(self).items()}
+
+
+def _utf8_safe(text: str) -> str:
+    """``text`` unchanged if it encodes as UTF-8, else with lone surrogates backslash-escaped."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def evaluate_completions(gazetteer: Gazetteer, samples: Sequence[GeoSample], texts: Sequence[str]) -> list[Prediction]:
@@ -81,16 +92,27 @@ def evaluate_completions(gazetteer: Gazetteer, samples: Sequence[GeoSample], tex
     return out
 
 
+def _judged(values: Sequence[float]) -> torch.Tensor | None:
+    """The name checks that were made (NaN: none could be), as booleans; None if there are none."""
+    kept = [v for v in values if not math.isnan(v)]
+    return torch.tensor(kept, dtype=torch.float64).bool() if kept else None
+
+
 def metric_inputs(predictions: Sequence[Prediction]) -> dict[str, torch.Tensor | None]:
-    """Keyword arguments for ``GeoAccuracy.update`` (name checks only where every row has them)."""
+    """Keyword arguments for ``GeoAccuracy.update``.
+
+    Distances: every prediction (an unresolved one is NaN, a miss everywhere). Name checks: a
+    sample whose ``country_ok`` / ``city_ok`` is NaN (its true country does not resolve, or the
+    truth has no city name) cannot be judged, so it alone is left out of ``country_acc`` /
+    ``city_acc`` (their denominators count judged samples); the rest of the batch is kept.
+    ``None`` when no sample of the batch can be judged.
+    """
     t = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
-    country = [p.country_ok for p in predictions]
-    city = [p.city_ok for p in predictions]
     return {
         "pred_lat": t([p.pred_lat for p in predictions]),
         "pred_lon": t([p.pred_lon for p in predictions]),
         "true_lat": t([p.LAT for p in predictions]),
         "true_lon": t([p.LON for p in predictions]),
-        "country_ok": None if any(math.isnan(c) for c in country) else torch.tensor(country).bool(),
-        "city_ok": None if any(math.isnan(c) for c in city) else torch.tensor(city).bool(),
+        "country_ok": _judged([p.country_ok for p in predictions]),
+        "city_ok": _judged([p.city_ok for p in predictions]),
     }

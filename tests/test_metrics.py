@@ -67,6 +67,69 @@ def test_threshold_key_and_median():
     assert median_with_inf(torch.tensor([1.0, math.inf])).item() == math.inf
 
 
+# ------------------------------------------------------------------ metric_inputs (evaluation)
+def _prediction(country_ok: float, city_ok: float, pred=(48.8566, 2.3522), true=(48.8566, 2.3522)):
+    from globe.evaluation import Prediction
+
+    return Prediction(
+        IMG_ID="x", pred_country="", pred_city="", pred_lat=pred[0], pred_lon=pred[1], pred_level="city",
+        LAT=true[0], LON=true[1], country="", city="", country_ok=country_ok, city_ok=city_ok, pred_text="",
+    )
+
+
+def test_metric_inputs_excludes_only_the_samples_without_a_name_check():
+    from globe.evaluation import metric_inputs
+
+    preds = [
+        _prediction(1.0, 1.0),  # right country and city, 0 km
+        _prediction(NAN, NAN, pred=(NAN, NAN)),  # truth's country unresolved: no name check, still a distance miss
+        _prediction(1.0, 0.0, pred=(34.6937, 135.5022), true=(35.6762, 139.6503)),  # Osaka for Tokyo
+        _prediction(0.0, NAN),  # wrong country; the truth has no city name
+    ]
+    inputs = metric_inputs(preds)
+    assert inputs["country_ok"].tolist() == [True, True, False]  # the NaN sample alone is left out
+    assert inputs["city_ok"].tolist() == [True, False]
+    m = GeoAccuracy()
+    m.update(**inputs)
+    r = m.compute()
+    assert r["country_acc"].item() == pytest.approx(2 / 3)  # (1 + 1 + 0) / 3
+    assert r["city_acc"].item() == pytest.approx(1 / 2)  # (1 + 0) / 2
+    assert r["n"].item() == 4 and r["n_unresolved"].item() == 1  # distances keep every sample
+    assert r["acc@1km"].item() == pytest.approx(2 / 4)
+    # no sample with a name check: the keys stay NaN (never given), as for IM2GPS3K
+    none = metric_inputs([_prediction(NAN, NAN), _prediction(NAN, NAN)])
+    assert none["country_ok"] is None and none["city_ok"] is None
+
+
+def test_metric_inputs_after_evaluate_completions_with_an_unknown_true_country():
+    from PIL import Image
+
+    from data_modules.sample import GeoSample
+    from globe.evaluation import evaluate_completions, metric_inputs
+    from globe.geo.gazetteer import Gazetteer
+
+    image = Image.new("RGB", (8, 8))
+    samples = [
+        GeoSample(key="p", image=image, lat=48.8566, lon=2.3522, country="France", city="Paris"),
+        GeoSample(key="a", image=image, lat=10.0, lon=-30.0, country="Atlantis", city="Poseidonia"),
+        GeoSample(key="t", image=image, lat=35.6762, lon=139.6503, country="Japan", city="Tokyo"),
+    ]
+    texts = [
+        "<answer>country: France\ncity: Paris</answer>",
+        "<answer>country: Portugal\ncity: Lisbon</answer>",
+        "<answer>country: Japan\ncity: Osaka</answer>",
+    ]
+    preds = evaluate_completions(Gazetteer.load(), samples, texts)
+    assert math.isnan(preds[1].country_ok) and math.isnan(preds[1].city_ok)
+    m = GeoAccuracy()
+    m.update(**metric_inputs(preds))
+    r = m.compute()
+    # before: one unresolvable true country dropped the whole batch from both accuracies (NaN)
+    assert r["country_acc"].item() == 1.0  # France, Japan
+    assert r["city_acc"].item() == 0.5  # Paris right, Osaka for Tokyo
+    assert r["n"].item() == 3
+
+
 # ------------------------------------------------------------------ distributed
 def _shard(rank: int):
     g = torch.Generator().manual_seed(7)
