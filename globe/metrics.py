@@ -19,6 +19,8 @@ Distances are kept as a list state reduced with ``cat`` so the median is exact a
 
 from __future__ import annotations
 
+import math
+
 from typing import Sequence
 
 import torch
@@ -60,6 +62,10 @@ class GeoAccuracy(Metric):
     def __init__(self, thresholds_km: Sequence[float] = (1, 25, 200, 750, 2500), **kwargs) -> None:
         super().__init__(**kwargs)
         self.thresholds_km = tuple(float(t) for t in thresholds_km)
+        bad = [t for t in self.thresholds_km if not (math.isfinite(t) and t > 0)]
+        if bad or not self.thresholds_km:
+            # an infinite threshold would count unresolved predictions (distance +inf) as hits
+            raise ValueError(f"thresholds_km must be positive finite distances, got {tuple(thresholds_km)}")
         self.add_state("dist_km", default=[], dist_reduce_fx="cat")
         for name in ("country_correct", "country_total", "city_correct", "city_total"):
             self.add_state(name, default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")

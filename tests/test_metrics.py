@@ -172,3 +172,10 @@ def test_distributed_sync_equals_single_process(tmp_path):
         for k, v in expected.items():
             assert torch.allclose(got[k].double(), v.double(), equal_nan=True), (rank, k, got[k], v)
     assert expected["n"].item() == 13 and expected["n_unresolved"].item() == 2
+
+
+@pytest.mark.parametrize("thresholds", [(float("inf"),), (0,), (-25,), (float("nan"),), ()])
+def test_non_positive_or_infinite_thresholds_are_rejected(thresholds):
+    # with inf, unresolved predictions (distance +inf) would count as hits at that threshold
+    with pytest.raises(ValueError, match="positive finite"):
+        GeoAccuracy(thresholds)
