@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from weakref import proxy
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -64,8 +65,6 @@ class AtomicCheckpoint(ModelCheckpoint):
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
         if trainer.is_global_zero:
-            from weakref import proxy
-
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))
 

@@ -170,7 +170,7 @@ class MP16Reason(LightningDataModule):
     # ------------------------------------------------------------------ exact resume
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Count each training batch as it reaches the training step (after Lightning's prefetch)."""
-        trainer = self._trainer_or_none()
+        trainer = self.trainer
         if trainer is not None and trainer.training and isinstance(batch, GeoBatch):
             epoch = int(trainer.current_epoch)
             if self._position is None or self._position.epoch != epoch:
@@ -179,12 +179,6 @@ class MP16Reason(LightningDataModule):
                 self._resume = None
             self._position.advance(batch.worker)
         return batch
-
-    def _trainer_or_none(self):
-        try:
-            return self.trainer
-        except RuntimeError:
-            return None
 
     def state_dict(self) -> dict[str, Any]:
         """The training position of every rank (a collective under several ranks: Lightning
@@ -195,7 +189,7 @@ class MP16Reason(LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         positions = state_dict.get("positions") or []
-        rank, world_size = rank_and_world_size(self._trainer_or_none())
+        rank, world_size = rank_and_world_size(self.trainer)
         if positions and len(positions) != world_size:
             raise ValueError(
                 f"the checkpoint's data position is for {len(positions)} rank(s), this run has {world_size}: "

@@ -24,6 +24,8 @@ from typing import IO
 
 import webdataset as wds
 
+from globe.output_files import OutputPathError, check_writable_dir
+
 __all__ = ["AtomicShardSink", "OutputDirError", "check_output_dir", "write_text_atomic"]
 
 
@@ -33,18 +35,10 @@ class OutputDirError(OSError):
 
 def check_output_dir(path: str | os.PathLike) -> Path:
     """Create ``path`` if needed and write then delete a probe file in it; :class:`OutputDirError` if that fails."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise OutputDirError(f"output folder {out} exists and is not a directory; pass another --out")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exn:
-        raise OutputDirError(f"output folder {out} is not writable ({exn.strerror or exn}); "
-                             f"pass another --out or fix its permissions") from None
-    return out
+        return check_writable_dir(path, "output folder")
+    except OutputPathError as exn:
+        raise OutputDirError(f"{exn}; pass another --out or fix its permissions") from None
 
 
 def _temp_file(final: Path) -> tuple[IO[bytes], str]:

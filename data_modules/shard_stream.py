@@ -134,7 +134,6 @@ class ShardStream(IterableDataset):
             yield record
 
     def _decode(self, records: Iterator[dict]) -> Iterator[GeoSample]:
-        self._samples_this_epoch = 0
         for record in records:
             key = record.get("__key__", "?")
             try:

@@ -35,7 +35,7 @@ def check_writable_dir(path: str | os.PathLike, what: str = "output directory") 
         os.close(fd)
         os.unlink(probe)
     except OSError as exn:
-        raise OutputPathError(f"{what} {directory} is not writable: {exn.strerror or exn}") from exn
+        raise OutputPathError(f"{what} {directory} is not writable ({exn.strerror or exn})") from exn
     return directory
 
 

@@ -368,7 +368,7 @@ class GRPOPolicy(LightningModule):
         collective under FSDP2)."""
         engine = self.engine
         engine.wake()
-        if self._engine_stale or getattr(engine, "needs_sync", False):
+        if self._engine_stale or engine.needs_sync:
             engine.sync_weights(self.model)
             self._engine_stale = False
         return engine
