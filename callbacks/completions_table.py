@@ -24,7 +24,13 @@ class CompletionsTable(Callback):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         rollout = getattr(pl_module, "last_rollout", None)
-        if rollout is None or not trainer.is_global_zero or trainer.global_step % self.every_n_steps:
+        if rollout is None or trainer.global_step % self.every_n_steps:
+            return
+        # ``trainer.log_dir`` is a collective (a broadcast from rank 0) under several ranks: every rank
+        # reads it, then only rank 0 writes
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        if not trainer.is_global_zero:
+            pl_module.last_rollout = None
             return
         heads = rollout["heads"]
         rows = []
@@ -33,7 +39,6 @@ class CompletionsTable(Callback):
             row.update({name: values[i] for name, values in heads.items()})
             row["completion"] = rollout["completions"][i]
             rows.append(row)
-        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         with open(log_dir / self.filename, "a") as f:
             for row in rows:

@@ -55,6 +55,7 @@ class TestPlots(Callback):
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         trainer.strategy.barrier("test_plots")  # every rank's predictions file is written
+        log_dir = trainer.log_dir  # a collective under several ranks (a broadcast from rank 0): every rank reads it
         if not trainer.is_global_zero:
             return
         path = getattr(trainer.lightning_module, "predictions_path", None)
@@ -76,7 +77,7 @@ class TestPlots(Callback):
             return
         if points.n_skipped:
             rank_zero_warn(f"TestPlots: {points.n_skipped} row(s) of {path} have no valid ground-truth coordinate; skipped")
-        out_dir = Path(self.dirpath or trainer.log_dir or files[0].parent)
+        out_dir = Path(self.dirpath or log_dir or files[0].parent)
         stem = _RANK_SUFFIX.sub("", Path(path).stem)
         figures = {
             "accuracy_by_distance": lambda: accuracy_figure(points, self.thresholds_km),

@@ -5,8 +5,7 @@ samples the same completions from the same batches after the resume.
 The run covers what a resume must restore: a supervised warm start then GRPO with the KL term
 (beta > 0, so the reference refreshed at the end of the warm start must come back from the
 checkpoint), a cosine LR schedule, two DataLoader workers, a validation pass, and an epoch
-boundary. One process here; the same run under DDP / FSDP2 on two ranks does not finish yet
-(see docs/resume.md), so those cases are not part of the suite.
+boundary, in one process, under DDP and under FSDP2 (two CPU ranks, gloo).
 """
 
 from __future__ import annotations
@@ -75,7 +74,7 @@ def _completions(run: Path) -> dict[int, list]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["single"])
+@pytest.mark.parametrize("strategy", ["single", "ddp", "fsdp2"])
 def test_sigkill_then_resume_ends_at_the_uninterrupted_weights(tmp_path, tiny_model_dir, geosynth_root, strategy):
     full, cut = tmp_path / "full", tmp_path / "cut"
     for run in (full, cut):
