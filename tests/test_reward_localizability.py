@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import importlib.util
 from pathlib import Path
 
@@ -261,3 +262,25 @@ def test_unusable_checkpoints_get_a_clear_error(tmp_path, content, message):
         LocalizabilityReward.from_checkpoint(ckpt)
     with pytest.raises(CheckpointLoadError, match="no checkpoint file"):
         LocalizabilityReward(checkpoint=str(tmp_path / "absent.ckpt"))
+
+
+def test_head_nested_in_the_policy_config_keeps_its_own_hyperparameters(tmp_path, tiny_path):
+    # LightningCLI gives every LightningModule it builds the `model` key's hyper-parameters; a loc head
+    # nested in the policy's reward list once stored the policy's, then failed in score() at the
+    # first validation batch (no `require_well_formed`)
+    from lightning.pytorch import LightningDataModule, LightningModule
+    from lightning.pytorch.cli import LightningCLI
+
+    heads = json.dumps([{"class_path": "globe.rewards.localizability.LocalizabilityReward",
+                         "init_args": {"name": "loc", "model_path": tiny_path, "max_text_tokens": 24}}])
+    cli = LightningCLI(
+        LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
+        auto_configure_optimizers=False, save_config_callback=None,
+        args=["--config", str(ROOT / "configs/demo.yaml"), f"--model.init_args.model_path={tiny_path}",
+              f"--model.init_args.rewards={heads}", "--model.init_args.reward_weights={loc: 1.0}", "--trainer.logger=false", "--trainer.callbacks=[]",
+              f"--trainer.default_root_dir={tmp_path}"],
+    )
+    (head,) = cli.model.reward_heads
+    assert head.hparams.max_text_tokens == 24 and head.hparams.require_well_formed is False
+    assert "group_size" not in head.hparams  # a policy argument
+    assert head.score(reward_batch(TEXTS[:2])).shape == (2,)

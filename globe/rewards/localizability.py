@@ -41,6 +41,8 @@ without a forward pass; any other text gets the model's judgement.
 
 from __future__ import annotations
 
+import inspect
+
 import json
 import pickle
 import re
@@ -204,7 +206,12 @@ class LocalizabilityReward(RewardHead):
             build_tiny_if_missing = build_tiny_if_missing or saved.get("build_tiny_if_missing", False)
         if isinstance(lora, dict):  # hyper-parameters read back from a checkpoint or a YAML dump
             lora = LoraConfigSpec(**lora)
-        self.save_hyperparameters()
+        # its own arguments, given explicitly: LightningCLI hands every LightningModule it builds the
+        # hyper-parameters of the `model` key, so a head nested in the policy's config would
+        # otherwise store the policy's
+        given = locals()
+        names = [n for n in inspect.signature(LocalizabilityReward.__init__).parameters if n != "self"]
+        self.save_hyperparameters({n: given[n] for n in names})
         if text not in ("think", "full"):
             raise ValueError(f"text must be 'think' or 'full', got {text!r}")
         path = Path(model_path)
