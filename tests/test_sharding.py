@@ -2,7 +2,8 @@
 
 Each rank holds an unsharded copy of the same model next to the sharded one and checks that the
 sharded model computes the same thing: generation (ranks asking for different lengths, which
-hangs or mis-pairs the all-gathers without ``synced_gpus``), trainer log-probs, gradients, and
+hangs or mis-pairs the all-gathers without ``synced_gpus``), trainer log-probs (also when only one
+rank's completions hold a vision placeholder token), gradients, and
 the gathered weights the vLLM sync and the Hugging Face export read (LoRA merged too).
 """
 
@@ -99,6 +100,16 @@ def _worker(rank: int, world: int, port: int, model_dir: str, out_dir: str, lora
         grad_diff = max(grad_diff, float((full_tensor(p.grad) - mean_grad).abs().max()))
     result["grad_diff"] = grad_diff
 
+    # only rank 1 "sampled" a vision placeholder as text: the extra embedding call it needs is a
+    # parameter all-gather, so rank 0 must make it too (it once did not: mismatched collectives)
+    odd = got.ids.clone()
+    if rank == 1:
+        odd[0, 0] = model.config.image_token_id
+    with torch.no_grad():
+        logp_odd = completion_logprobs(model, prompts.inputs, odd, got.mask)
+        logp_odd_plain = completion_logprobs(plain, prompts.inputs, odd, want.mask)
+    result["placeholder_logprob_diff"] = float((logp_odd - logp_odd_plain).abs().max())
+
     gathered = {n: t.clone() for n, t in hf_named_weights(model)}
     result["weight_names_equal"] = gathered.keys() == expected_weights.keys()
     result["weight_diff"] = _max_diff(gathered, expected_weights)
@@ -163,6 +174,7 @@ def test_sharded_policy_computes_what_the_plain_one_does(tmp_path, tiny_model_di
         assert r["same_samples"], "sharded generate drew other tokens than the plain model"
         assert r["logprob_diff"] < 1e-5
         assert r["logprob_vs_sampler"] < 1e-5
+        assert r["placeholder_logprob_diff"] < 1e-5
         assert r["grad_diff"] < 1e-5
         assert r["weight_names_equal"]
         assert r["weight_diff"] == 0.0  # gathering is a copy: bit for bit

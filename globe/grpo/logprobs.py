@@ -24,6 +24,8 @@ from collections.abc import Mapping
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from globe.models.sharding import is_sharded
+
 
 def images_per_prompt(image_tokens_per_prompt: torch.Tensor, image_grid_thw: torch.Tensor) -> list[int]:
     """How many images each prompt holds, from its image-token count and each image's patch grid.
@@ -158,7 +160,7 @@ def completion_logprobs(
     # completion tokens are replaced, for slot detection only (positions come from mm_token_type_ids).
     placeholders = _placeholder_ids(model)
     is_placeholder = torch.isin(completion_ids, torch.tensor(placeholders, device=device))  # [N, C]
-    if is_placeholder.any():
+    if _on_any_rank(bool(is_placeholder.any()), model):
         kwargs["inputs_embeds"] = model.get_input_embeddings()(input_ids)  # [N, P+C, H]
         masked_completion = completion_ids.masked_fill(is_placeholder, _non_placeholder_id(placeholders))
         kwargs["input_ids"] = torch.cat([input_ids[:, : input_ids.shape[1] - num_completion], masked_completion], dim=1)
@@ -168,6 +170,16 @@ def completion_logprobs(
     logits = model(**kwargs, use_cache=False, logits_to_keep=num_completion + 1).logits[:, :-1]  # [N, C, V]
     logp = selective_log_softmax(logits, completion_ids, temperature if temperature > 0 else 1.0)  # [N, C]
     return logp * completion_mask.to(logp.dtype)
+
+
+def _on_any_rank(flag: bool, model: torch.nn.Module) -> bool:
+    """``flag`` on this rank, or, for a sharded model, on any rank: the branch it guards calls the
+    embedding unit (a parameter all-gather), so every rank must take it or none."""
+    if not (is_sharded(model) and torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return flag
+    value = torch.tensor([int(flag)], device=next(model.parameters()).device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def _repeat_grid(grid: torch.Tensor, n: int, counts: list[int]) -> torch.Tensor:

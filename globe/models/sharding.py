@@ -21,7 +21,9 @@ Traps handled here and in the callers:
 - Parameter all-gathers are collectives: every rank must run the same number of forwards.
   ``generate`` must run with ``synced_gpus=True`` (ranks whose sequences are done keep
   stepping until all are), see ``globe.rollout.hf_engine``; evaluation with the transformers
-  engine needs the same number of batches on every rank.
+  engine needs the same number of batches on every rank. A data-dependent branch that calls a
+  unit (``completion_logprobs`` embeds the ids itself when a completion holds a vision
+  placeholder token) is decided over all ranks.
 - Sharded parameters are ``DTensor`` shards; anything that reads whole weights (the vLLM weight
   sync, the Hugging Face export, checksums) gathers them with ``full_tensor`` (a collective too).
 """
