@@ -196,6 +196,12 @@ class VLLMRolloutEngine(RolloutEngine):
             distributed_executor_backend = "external_launcher"
         if distributed_executor_backend == "external_launcher":
             _export_torchrun_environment()
+        engine_kwargs = dict(engine_kwargs or {})
+        if self._on_cpu:
+            # trap: a prefill split over scheduler steps (chunked prefill) rewinds the request's
+            # seeded generator with an offset call that CPU generators refuse ("CPU Generator does
+            # not use offset"); every rollout here is seeded, so on the CPU prompts are never split
+            engine_kwargs.setdefault("enable_chunked_prefill", False)
         self.llm = LLM(
             model=self.model_path,
             dtype=dtype,
@@ -209,7 +215,7 @@ class VLLMRolloutEngine(RolloutEngine):
             max_num_seqs=max_num_seqs,
             seed=seed,
             limit_mm_per_prompt={"image": 1, "video": 0},
-            **(engine_kwargs or {}),
+            **engine_kwargs,
         )
         # Weights go to the workers by reference only when they run in this process.
         self._workers_in_process = distributed_executor_backend in ("uni", "external_launcher") or (

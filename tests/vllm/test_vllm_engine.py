@@ -173,3 +173,22 @@ def test_processed_logprobs_mode_is_the_convention_without_filters():
     assert logprobs_follow_convention("raw_logprobs", PAPER)
     assert not logprobs_follow_convention("processed_logprobs", PAPER)  # top-k / top-p renormalise
     assert logprobs_follow_convention("processed_logprobs", SamplingConfig(temperature=0.5, top_p=1.0, top_k=0))
+
+
+@pytest.mark.vllm
+def test_seeded_rollout_larger_than_one_scheduler_step(model_dir, policy):
+    """4 prompts x 16 seeded samples (the paper's group) exceed one step's 4096-token budget. With
+    chunked prefill (vLLM's default) a split prefill rewinds the seeded generator, which a CPU
+    generator refuses ("CPU Generator does not use offset"); the engine turns it off on the CPU."""
+    from globe.rollout.vllm_engine import VLLMRolloutEngine
+
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 256, (84, 112, 3), dtype=np.uint8)) for _ in range(4)]
+    batch = build_prompt_batch(policy[1], images)
+    big = VLLMRolloutEngine(model_dir, dtype="float32", max_model_len=2048, seed=0)
+    try:
+        assert big.llm.llm_engine.vllm_config.scheduler_config.enable_chunked_prefill is False
+        out = big.generate(batch, 16, PAPER)
+    finally:
+        big.close()
+    assert out.ids.shape[0] == 64 and out.mask.sum(dim=1).min() >= 1
