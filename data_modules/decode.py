@@ -6,6 +6,7 @@ the stream counts and skips them. JSON is checked before the image is decoded (c
 Shard bytes are untrusted, so the JSON side is bounded before and after parsing:
 
 * size: more than ``MAX_JSON_BYTES`` is rejected unparsed (``bad_json``, "json_too_large");
+  from a shard, ``tar_reader`` already rejects it by its tar header, unread (``__skip__``);
 * parsing: any parser failure is ``bad_json``, including nesting too deep for the parser
   (``RecursionError``) and integers longer than Python's int-string limit (``ValueError``);
 * depth: a parsed object nested deeper than ``MAX_JSON_DEPTH`` is ``bad_json`` (it would
@@ -168,6 +169,8 @@ def _fields(meta: Mapping, required: Sequence[str]) -> dict:
 def sample_from_record(record: Mapping, required: Sequence[str] = REQUIRED_FIELDS) -> GeoSample:
     """Decode a WebDataset record (``__key__``, ``__url__``, ``json``, ``jpg``/``png``/...)."""
     key = record["__key__"]
+    if "__skip__" in record:  # a member tar_reader did not read: too large by its header
+        raise SampleError(*record["__skip__"])
     if "json" not in record:
         raise SampleError("missing_json", "no .json member")
     fields = parse_metadata(parse_json(record["json"]), required)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
+import tarfile
 
 import pytest
 import webdataset as wds
 from PIL import Image
 
-from data_modules import MP16Reason
+from data_modules import MP16Reason, tar_reader
 from data_modules.csv_text import CsvEncodingError, check_utf8
 from data_modules.decode import MAX_JSON_BYTES, MAX_JSON_DEPTH, SampleError, sample_from_record
 from data_modules.image_paths import UnsafeIdError, image_path
@@ -114,6 +116,85 @@ def test_hostile_shards_stream_good_samples_and_count_bad_ones(tmp_path):
     expected = {reason: sum(1 for _, _, r in HOSTILE if r == reason) for reason in ("bad_json", "bad_value")}
     assert {k: counts[k] for k in ("ok", "bad_json", "bad_value")} == {"ok": 3, **expected}
     assert dm.stats["test"].bad == len(HOSTILE)
+
+
+# -- oversize tar members are judged by their header, never read
+
+
+def _write_tar(path, members: list[tuple[str, bytes]], mode: str = "w") -> None:
+    with tarfile.open(path, mode) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.fixture
+def extracted(monkeypatch) -> list[str]:
+    """Names of the tar members anything extracts (reads) from now on."""
+    names: list[str] = []
+    real = tarfile.TarFile.extractfile
+
+    def recording(self, member):
+        names.append(member.name if isinstance(member, tarfile.TarInfo) else member)
+        return real(self, member)
+
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", recording)
+    return names
+
+
+def test_oversize_members_are_skipped_unread_counted_and_the_shard_goes_on(tmp_path, monkeypatch, extracted, caplog):
+    # small limits keep the tar tiny; the mechanism is the one the 1 MiB / 64 MiB defaults use
+    monkeypatch.setattr(tar_reader, "MAX_JSON_BYTES", 200)
+    monkeypatch.setattr(tar_reader, "MAX_MEMBER_BYTES", 4096)
+    jpg, small_json = _jpeg(), _json()
+    assert len(jpg) < 2048 and len(small_json) < 200  # the good members fit under both limits
+    _write_tar(tmp_path / "big-000000.tar", [
+        ("good0.jpg", jpg), ("good0.json", small_json),
+        ("big_json.jpg", jpg), ("big_json.json", _json(reasoning="x" * 300)),  # 300+ bytes > 200
+        ("big_image.png", b"\x89PNG" + b"\0" * 5000), ("big_image.json", small_json),  # > 4096
+        # 6000 bytes together > 4096; "a.jpg" / "b.jpg" are not image members to the decoder
+        ("two_parts.a.jpg", b"\xff" * 3000), ("two_parts.b.jpg", b"\xff" * 3000),
+        ("two_parts.json", small_json),
+        ("big_other.jpg", jpg), ("big_other.txt", b"t" * 5000), ("big_other.json", small_json),
+        ("good1.jpg", jpg), ("good1.json", _json(city="Lyon")),
+    ])
+    dm = MP16Reason(test_shards=str(tmp_path / "big-000000.tar"), batch_size=2, max_bad_fraction=1.0)
+    with caplog.at_level(logging.WARNING, logger="data_modules"):
+        samples = [s for batch in dm.test_dataloader() for s in batch]
+    # (b) the valid samples around the oversize ones are still read
+    assert [(s.key, s.city) for s in samples] == [("good0", "Paris"), ("good1", "Lyon")]
+    # (a) each oversize sample is counted once, under the reason of the member's kind
+    counts = dm.stats["test"].counts
+    assert {k: v for k, v in counts.items() if v} == {"ok": 2, "bad_json": 1, "corrupt_image": 1, "bad_value": 2}
+    shard = str(tmp_path / "big-000000.tar")
+    assert dm.stats["test"].bad_keys == [("bad_json", f"{shard}:big_json"), ("corrupt_image", f"{shard}:big_image"),
+                                         ("bad_value", f"{shard}:two_parts"), ("bad_value", f"{shard}:big_other")]
+    log = caplog.text
+    assert f"json_too_large: big_json.json is {len(_json(reasoning='x' * 300))} bytes > 200 (not read)" in log
+    assert "image_too_large: big_image.png is 5004 bytes > 4096 (not read)" in log
+    assert "member_too_large: two_parts.b.jpg is 3000 bytes (with the sample's other members: 6000) > 4096" in log
+    assert "member_too_large: big_other.txt is 5000 bytes > 4096 (not read)" in log
+    # (c) an oversize member is never read, nor is anything after it in the same sample
+    assert extracted == ["good0.jpg", "good0.json", "big_json.jpg", "two_parts.a.jpg", "big_other.jpg",
+                         "good1.jpg", "good1.json"]
+
+
+def test_json_over_the_default_limit_is_not_read_from_a_compressed_stream(tmp_path, extracted):
+    """The real 1 MiB bound, through gzip: the stream reads past the unread bytes and goes on."""
+    url = str(tmp_path / "big.tar.gz")
+    big = _json(reasoning="x" * MAX_JSON_BYTES)
+    _write_tar(url, [("big.json", big), ("big.jpg", _jpeg()), ("next.json", _json()), ("next.jpg", _jpeg())], "w:gz")
+    errors: list[tuple[str, str]] = []
+    records = list(tar_reader.tar_records([{"url": url}], lambda key, detail: errors.append((key, detail))))
+    assert errors == [] and [r["__key__"] for r in records] == ["big", "next"]
+    assert records[0] == {"__key__": "big", "__url__": url,
+                          "__skip__": ("bad_json", f"json_too_large: big.json is {len(big)} bytes > {MAX_JSON_BYTES} (not read)")}
+    assert extracted == ["next.json", "next.jpg"]
+    with pytest.raises(SampleError, match="json_too_large") as info:
+        sample_from_record(records[0])
+    assert info.value.reason == "bad_json"
+    assert sample_from_record(records[1]).key == "next"
 
 
 # -- file ids stay inside their folder
