@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 # the demo's model is tiny: one thread per process keeps its timing predictable on shared cores
 DEMO_THREADS ?= 1
+# the rehearsal's CPU ranks (the paper: 8 GPUs); STEPS=N shortens it (CI: RANKS=2 STEPS=2)
+RANKS ?= 8
 
 .PHONY: setup demo test test-vllm vllm-env clean-artifacts
 
@@ -39,3 +41,8 @@ test-vllm: vllm-env
 
 clean-artifacts:
 	rm -rf artifacts lightning_logs wandb
+
+.PHONY: rehearsal
+# the paper pipeline on the CPU with the shipped paper configs (docs/rehearsal.md)
+rehearsal: setup
+	$(PY) benchmarks/rehearsal.py --ranks $(RANKS) $(if $(STEPS),--steps $(STEPS),)
