@@ -76,15 +76,25 @@ def _completions(run: Path) -> dict[int, list]:
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["single", "ddp", "fsdp2"])
 def test_sigkill_then_resume_ends_at_the_uninterrupted_weights(tmp_path, tiny_model_dir, geosynth_root, strategy):
+    check_exact_resume(tmp_path, tiny_model_dir, geosynth_root, strategy)
+
+
+def check_exact_resume(tmp_path: Path, tiny_model_dir, geosynth_root, strategy: str, extra: tuple[str, ...] = ()) -> None:
+    """An uninterrupted run, the same run killed after its step-5 checkpoint and resumed: same
+    exported weights bit for bit, same completions at every GRPO step (``extra``: more arguments)."""
     full, cut = tmp_path / "full", tmp_path / "cut"
     for run in (full, cut):
         run.mkdir()
-    done = subprocess.run(_args(full, tiny_model_dir, geosynth_root, strategy), cwd=full, env=_env(full),
+
+    def _args_of(run: Path) -> list[str]:
+        return [*_args(run, tiny_model_dir, geosynth_root, strategy), *extra]
+
+    done = subprocess.run(_args_of(full), cwd=full, env=_env(full),
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-5000:]
 
     # kill the whole process group once a GRPO-phase checkpoint exists (wherever the run is then)
-    proc = subprocess.Popen(_args(cut, tiny_model_dir, geosynth_root, strategy), cwd=cut, env=_env(cut),
+    proc = subprocess.Popen(_args_of(cut), cwd=cut, env=_env(cut),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 900
     while not (cut / "ckpt" / "step=5.ckpt").exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -94,7 +104,7 @@ def test_sigkill_then_resume_ends_at_the_uninterrupted_weights(tmp_path, tiny_mo
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (cut / "policy").exists()
 
-    resumed = subprocess.run([*_args(cut, tiny_model_dir, geosynth_root, strategy), "--ckpt_path=last"], cwd=cut,
+    resumed = subprocess.run([*_args_of(cut), "--ckpt_path=last"], cwd=cut,
                              env=_env(cut), capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-5000:]
 
