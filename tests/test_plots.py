@@ -331,10 +331,11 @@ def test_metrics_entry_point_errors(tmp_path, capsys):
     assert "no values" in capsys.readouterr().err
 
 
-def test_python_dash_m(tmp_path):
+@pytest.mark.parametrize("module", ["globe.plotting", "globe.plots"])
+def test_python_dash_m(tmp_path, module):
     path = tmp_path / "metrics.csv"
     path.write_text(METRICS_CSV)
-    ok = subprocess.run([sys.executable, "-m", "globe.plotting", "--metrics", str(path), "--out", str(tmp_path / "o")],
+    ok = subprocess.run([sys.executable, "-m", module, "--metrics", str(path), "--out", str(tmp_path / "o")],
                         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert_png(tmp_path / "o" / "validation.png")
