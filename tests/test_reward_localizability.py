@@ -230,14 +230,21 @@ def test_crafted_checkpoint_runs_no_code_through_the_cli(tmp_path, tiny_path):
 
 
 def test_checkpoint_with_a_lora_spec_in_its_hyper_parameters_loads(tmp_path, tiny_path):
-    """Lightning stores the init arguments as given: a LoraConfigSpec object is allow-listed."""
+    """The head stores ``lora`` as a plain dict (a checkpoint any ``torch.load(weights_only=True)``
+    reads); one holding a LoraConfigSpec object (as given) loads too: the class is allow-listed."""
+    from dataclasses import asdict
+
     torch.manual_seed(0)
     head = LocalizabilityReward(model_path=tiny_path, lora=LoraConfigSpec(r=4, alpha=8), max_text_tokens=40)
-    assert isinstance(head.hparams["lora"], LoraConfigSpec)
+    assert head.hparams["lora"] == asdict(LoraConfigSpec(r=4, alpha=8))
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": dict(head.hparams)}, plain)
+    assert torch.load(plain, weights_only=True)["hyper_parameters"]["lora"]["r"] == 4
     ckpt = tmp_path / "lora.ckpt"  # the keys a Lightning checkpoint has (written the way Lightning does)
-    torch.save({"state_dict": head.state_dict(), "hyper_parameters": dict(head.hparams), "epoch": 0, "global_step": 3}, ckpt)
+    hparams = {**head.hparams, "lora": LoraConfigSpec(r=4, alpha=8)}
+    torch.save({"state_dict": head.state_dict(), "hyper_parameters": hparams, "epoch": 0, "global_step": 3}, ckpt)
     back = LocalizabilityReward.from_checkpoint(ckpt)
-    assert back.max_text_tokens == 40 and back.hparams["lora"] == LoraConfigSpec(r=4, alpha=8)
+    assert back.max_text_tokens == 40 and back.hparams["lora"] == asdict(LoraConfigSpec(r=4, alpha=8))
     batch = reward_batch(TEXTS[:3])
     assert torch.allclose(back.score(batch), head.score(batch), atol=1e-5)
 

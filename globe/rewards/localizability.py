@@ -41,6 +41,7 @@ without a forward pass; any other text gets the model's judgement.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import json
@@ -211,7 +212,10 @@ class LocalizabilityReward(RewardHead):
         # otherwise store the policy's
         given = locals()
         names = [n for n in inspect.signature(LocalizabilityReward.__init__).parameters if n != "self"]
-        self.save_hyperparameters({n: given[n] for n in names})
+        hparams = {n: given[n] for n in names}
+        if isinstance(lora, LoraConfigSpec):  # plain types only: checkpoints stay readable with weights_only=True
+            hparams["lora"] = dataclasses.asdict(lora)
+        self.save_hyperparameters(hparams)
         if text not in ("think", "full"):
             raise ValueError(f"text must be 'think' or 'full', got {text!r}")
         path = Path(model_path)
