@@ -218,17 +218,6 @@ def _set(config: dict, dotted: str, value) -> None:
     node[last] = value
 
 
-def callbacks_with_interval(config: dict, every: int) -> str:
-    """``trainer.callbacks`` as JSON with the checkpoint callback's ``every_n_train_steps`` replaced
-    (a dotted override reaches only the last item of a list, so the list is given whole)."""
-    callbacks = json.loads(json.dumps(config["trainer"]["callbacks"]))
-    checkpoints = [c for c in callbacks if "every_n_train_steps" in (c.get("init_args") or {})]
-    if len(checkpoints) != 1:
-        raise ValueError(f"expected one callback with every_n_train_steps in trainer.callbacks, found {len(checkpoints)}")
-    checkpoints[0]["init_args"]["every_n_train_steps"] = every
-    return json.dumps(callbacks)
-
-
 def plan(config: dict, quick: bool) -> tuple[dict, list[str]]:
     """(the configuration as the runs resolve it, the override arguments of every cli.py command)."""
     config = json.loads(json.dumps(config))
@@ -238,7 +227,9 @@ def plan(config: dict, quick: bool) -> tuple[dict, list[str]]:
             _set(config, key, value)
             args.append(f"--{key}={value}")
         # the warm start's last step must have its own checkpoint: step=<warm_start_steps>.ckpt
-        args.append(f"--trainer.callbacks={callbacks_with_interval(config, _get(config, 'model.init_args.warm_start_steps'))}")
+        callbacks = rehearsal.callbacks_with_interval(_get(config, "trainer.callbacks"),
+                                                      _get(config, "model.init_args.warm_start_steps"))
+        args.append(f"--trainer.callbacks={callbacks}")
     return config, args
 
 

@@ -161,16 +161,22 @@ class Plan:
         return {n: getattr(self, n) for n in names}
 
 
-def paper_callbacks(ckpt_every: int, config: Path = REPO / PAPER) -> str:
-    """The paper configuration's ``trainer.callbacks`` as JSON, the checkpoint callback's interval changed
-    (the one callback with an ``every_n_train_steps`` argument: ModelCheckpoint or a subclass)."""
-    callbacks = yaml.safe_load(config.read_text())["trainer"]["callbacks"]
+def callbacks_with_interval(callbacks: list[dict], every: int, source: str = "trainer.callbacks") -> str:
+    """``callbacks`` (a config's ``trainer.callbacks``) as JSON with the checkpoint callback's
+    ``every_n_train_steps`` set to ``every`` (the one callback with that argument: ModelCheckpoint or a
+    subclass). A dotted override reaches only a list's last item, so the list is given whole."""
+    callbacks = json.loads(json.dumps(callbacks))  # a copy: the caller's config stays as it was
     checkpoints = [c for c in callbacks if "every_n_train_steps" in (c.get("init_args") or {})]
     if len(checkpoints) != 1:
-        raise ValueError(f"{config}: expected one callback with every_n_train_steps in trainer.callbacks, "
+        raise ValueError(f"{source}: expected one callback with every_n_train_steps in trainer.callbacks, "
                          f"found {len(checkpoints)}")
-    checkpoints[0].setdefault("init_args", {})["every_n_train_steps"] = ckpt_every
+    checkpoints[0]["init_args"]["every_n_train_steps"] = every
     return json.dumps(callbacks)
+
+
+def paper_callbacks(ckpt_every: int, config: Path = REPO / PAPER) -> str:
+    """The paper configuration's ``trainer.callbacks`` as JSON, the checkpoint interval changed."""
+    return callbacks_with_interval(yaml.safe_load(config.read_text())["trainer"]["callbacks"], ckpt_every, str(config))
 
 
 def overrides_for(stage: str, plan: Plan) -> list[str]:

@@ -4,17 +4,9 @@ SIGKILL and the exact resume of a vLLM run."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("test_rehearsal_shared", REPO / "tests" / "test_rehearsal.py")
-shared = importlib.util.module_from_spec(_spec)
-sys.modules["test_rehearsal_shared"] = shared
-_spec.loader.exec_module(shared)
+import test_rehearsal as shared  # tests/ is on sys.path (pytest's rootdir conftest)
 
 
 @pytest.mark.vllm
