@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-
 import json
 import pickle
 import re
