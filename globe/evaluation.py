@@ -4,6 +4,10 @@ Used by the policy's validation and test steps (and written out as the predictio
 ``python -m globe.score`` reads back). A completion that cannot be parsed, or whose names the
 gazetteer cannot resolve, gets NaN coordinates: it counts as a miss at every threshold, never as a
 dropped row.
+
+With k samples per image (``eval_group_size``), ``first_samples`` keeps the first of each image's
+samples (the metrics reported as with one sample) and ``best_of_k`` the one nearest to the truth
+(an oracle pick, pass@k-style: how good the policy's best guess among k is).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import torch
 from data_modules.sample import GeoSample
 from globe.answer import parse_answer
 from globe.geo.countries import country_code
+from globe.geo.distance import great_circle_km
 from globe.geo.gazetteer import Gazetteer
+from globe.rollout.base import Completions
 
 PREDICTION_COLUMNS = (
     "IMG_ID", "pred_country", "pred_city", "pred_lat", "pred_lon", "pred_level",
@@ -116,3 +122,31 @@ def metric_inputs(predictions: Sequence[Prediction]) -> dict[str, torch.Tensor |
         "country_ok": _judged([p.country_ok for p in predictions]),
         "city_ok": _judged([p.city_ok for p in predictions]),
     }
+
+
+def first_samples(completions: Completions, k: int) -> Completions:
+    """Sample 0 of each image from ``B*k`` completions (row ``b * k + j`` is sample j of image b)."""
+    return Completions(
+        ids=completions.ids[::k], mask=completions.mask[::k], logprobs=completions.logprobs[::k],
+        truncated=completions.truncated[::k], texts=list(completions.texts[::k]),
+    )
+
+
+def best_of_k(predictions: Sequence[Prediction], k: int) -> list[Prediction]:
+    """For each image, the one of its k predictions (rows ``b * k .. b * k + k - 1``) nearest to the
+    truth by great-circle distance; an unresolved prediction (NaN) is farther than any, ties go to
+    the earlier sample, so an image none of whose samples resolves keeps its first (a miss).
+
+    >>> def p(lat):
+    ...     return Prediction("a", "", "", lat, 0.0, "", 0.0, 0.0, "", "", math.nan, math.nan, "")
+    >>> [x.pred_lat for x in best_of_k([p(math.nan), p(10.0), p(1.0), p(5.0), p(math.nan), p(math.nan)], 3)]
+    [1.0, 5.0]
+    """
+    if k < 1 or len(predictions) % k:
+        raise ValueError(f"best_of_k needs a multiple of k={k} predictions, got {len(predictions)}")
+    t = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
+    d = great_circle_km(t([p.pred_lat for p in predictions]), t([p.pred_lon for p in predictions]),
+                        t([p.LAT for p in predictions]), t([p.LON for p in predictions]))
+    d = torch.nan_to_num(d, nan=math.inf).view(-1, k)  # [B, k]
+    best = d.argmin(dim=1)  # first of equal minima
+    return [predictions[b * k + int(j)] for b, j in enumerate(best)]

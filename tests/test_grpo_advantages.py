@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from globe.grpo.advantages import group_advantages
+from globe.grpo.advantages import decoupled_advantages, group_advantages
 
 
 def test_group_advantages_hand_worked():
@@ -59,3 +59,48 @@ def test_bad_shapes_raise():
         group_advantages(torch.zeros(5), group_size=2)
     with pytest.raises(ValueError, match="scale"):
         group_advantages(torch.zeros(4), group_size=2, scale="mad")
+
+
+def test_group_is_the_older_std():
+    rewards = torch.rand(12, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(group_advantages(rewards, 4, scale="group")[0], group_advantages(rewards, 4, scale="std")[0])
+
+
+def test_batch_scale_hand_worked():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    adv, zero = group_advantages(rewards, group_size=4, scale="batch")
+    # centred by the GROUP mean (0.25, 0.5): [0.75, -0.25, -0.25, -0.25, 0.5, 0.5, -0.5, -0.5]
+    # divided by the BATCH std: mean 3/8, squares 3 * 0.625^2 + 5 * 0.375^2 = 1.875, / 7 -> std 0.517549
+    std = math.sqrt(1.875 / 7) + 1e-4
+    expected = torch.tensor([0.75, -0.25, -0.25, -0.25, 0.5, 0.5, -0.5, -0.5]) / std
+    torch.testing.assert_close(adv, expected, rtol=0, atol=1e-6)
+    assert zero.tolist() == [False, False]
+
+
+def test_decoupled_advantages_keep_head_combinations_apart():
+    # G = 2, three groups; group A: geo right once, format never; group B: both right once (same
+    # completion); group C: format always right, geo never (no head varies: zero spread)
+    heads = {"geo": torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 0.0]), "format": torch.tensor([0.0, 0.0, 1.0, 0.0, 1.0, 1.0])}
+    weights = {"geo": 1.0, "format": 1.0}
+    a = 0.5 / (math.sqrt(0.5) + 1e-4)  # a head [1, 0] normalised in its group (unbiased std sqrt(0.5))
+
+    # the weighted sum first: totals [1, 0 | 2, 0 | 1, 1] -> A and B collapse to about +-0.707 both
+    total = heads["geo"] + heads["format"]
+    summed, _ = group_advantages(total, 2)
+    b = 1.0 / (math.sqrt(2.0) + 1e-4)
+    torch.testing.assert_close(summed, torch.tensor([a, -a, b, -b, 0.0, 0.0]), rtol=0, atol=1e-6)
+
+    # GDPO without the second scaling: per head [a, -a | a, -a | 0, 0] + [0, 0 | a, -a | 0, 0]
+    adv, zero = decoupled_advantages(heads, weights, 2, scale="none")
+    torch.testing.assert_close(adv, torch.tensor([a, -a, 2 * a, -2 * a, 0.0, 0.0]), rtol=0, atol=1e-6)
+    assert zero.tolist() == [False, False, True]
+    # with the batch std (GDPO, TRL normalize_then_sum): values [a, -a, 2a, -2a, 0, 0], mean 0,
+    # unbiased variance (a^2 + a^2 + 4a^2 + 4a^2) / 5 = 2 a^2 -> divide by a sqrt(2) + 1e-4
+    adv, _ = decoupled_advantages(heads, weights, 2, scale="batch")
+    s = a * math.sqrt(2.0) + 1e-4
+    torch.testing.assert_close(adv, torch.tensor([a / s, -a / s, 2 * a / s, -2 * a / s, 0.0, 0.0]), rtol=0, atol=1e-6)
+    # the weights scale each head's normalised advantage: format at 0.5 -> group B [1.5a, -1.5a]
+    adv, _ = decoupled_advantages(heads, {"geo": 1.0, "format": 0.5}, 2, scale="none")
+    torch.testing.assert_close(adv[2:4], torch.tensor([1.5 * a, -1.5 * a]), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="missing"):
+        decoupled_advantages(heads, {"geo": 1.0, "vis": 0.2}, 2)

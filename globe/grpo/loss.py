@@ -5,17 +5,20 @@ Per token t of completion i, with ratio rho = pi_theta / pi_old = exp(logp - old
     L_it = -min(rho * A_i, clip(rho, 1 - eps_low, 1 + eps_high) * A_i)  +  beta * KL_k3(pi_theta || pi_ref)
     KL_k3 = exp(ref_logp - logp) - (ref_logp - logp) - 1            (Schulman's k3 estimator, >= 0)
 
-and the per-token losses are averaged over the completion tokens (``aggregate``).
+and the per-token losses are reduced to one scalar: by ``loss_type`` (``globe.grpo.loss_types``:
+``grpo``, ``dr_grpo``, ``dapo``, ``bnpo``, ``gspo``, each its paper's normaliser; ``gspo`` also
+replaces rho by the sequence-level ratio of ``globe.grpo.gspo``), or by the older ``aggregation``
+(``token_mean`` = ``dapo``, ``sequence_mean`` = ``grpo``).
 
 Paper setting: eps_low = eps_high = 0.2, beta = 0.001, one optimisation pass per rollout batch.
 
 Choices and deviations:
 - ``eps_high`` may differ from ``eps_low`` (DAPO "clip-higher", e.g. 0.28), so low-probability
   tokens can grow faster; ``None`` means symmetric clipping (the paper).
-- Aggregation defaults to the token mean over the whole batch (DAPO, Dr. GRPO, TRL's default
+- The trainer's default is the token mean over the whole global step (``dapo``, TRL's default
   ``loss_type``): every token weighs the same, so long completions are not down-weighted. The
   original GRPO sequence mean (mean over completions of each completion's token mean) is
-  ``aggregation="sequence_mean"``.
+  ``loss_type="grpo"``.
 - ``old_logp`` are the trainer's log-probs at rollout time, so several optimisation passes over one
   rollout batch are clipped against the same policy. With a single pass they equal the current
   log-probs (``old_logp=None`` uses ``logp.detach()``): the ratio is 1 and the gradient is the plain
@@ -31,6 +34,9 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 import torch
+
+from globe.grpo.gspo import sequence_ratio_per_token
+from globe.grpo.loss_types import LossType, StepSize, normalise
 
 Aggregation = Literal["token_mean", "sequence_mean"]
 
@@ -69,9 +75,18 @@ def clipped_surrogate(
     A token is counted as clipped where the clipped branch wins the ``min`` and stops the gradient:
     ``rho > 1 + eps_high`` with ``A > 0``, or ``rho < 1 - eps_low`` with ``A < 0``.
     """
+    return surrogate_from_ratio(torch.exp(logp - old_logp.detach()), advantages, eps_low, eps_high)
+
+
+def surrogate_from_ratio(
+    ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    eps_low: float = 0.2,
+    eps_high: float | None = None,
+) -> Surrogate:
+    """The clipped surrogate of ``clipped_surrogate`` for any ``[N, C]`` ratio (token- or sequence-level)."""
     eps_high = eps_low if eps_high is None else eps_high
-    ratio = torch.exp(logp - old_logp.detach())  # [N, C]
-    adv = advantages.detach().to(logp.dtype).unsqueeze(1)  # [N, 1]
+    adv = advantages.detach().to(ratio.dtype).unsqueeze(1)  # [N, 1]
     unclipped = ratio * adv  # [N, C]
     clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv  # [N, C]
     loss = -torch.minimum(unclipped, clipped)  # [N, C]
@@ -155,6 +170,8 @@ def grpo_loss(
     aggregation: Aggregation = "token_mean",
     is_weights: torch.Tensor | None = None,
     num_tokens: float | torch.Tensor | None = None,
+    loss_type: LossType | None = None,
+    step: StepSize | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """GRPO loss of a batch of completions and the statistics worth logging.
 
@@ -166,9 +183,14 @@ def grpo_loss(
         mask: ``[N, C]`` 1 on completion tokens (EOS included), 0 on padding.
         beta: KL coefficient (paper: 0.001).
         eps_low, eps_high: clip range (``eps_high=None``: symmetric).
-        aggregation: ``"token_mean"`` or ``"sequence_mean"`` (see ``aggregate``).
+        aggregation: ``"token_mean"`` or ``"sequence_mean"`` (see ``aggregate``); unused when
+            ``loss_type`` is set.
         is_weights: ``[N, C]`` truncated importance-sampling weights multiplying the surrogate term.
         num_tokens: denominator override for ``"token_mean"`` (see ``aggregate``).
+        loss_type: ``grpo``, ``dr_grpo``, ``dapo``, ``bnpo`` or ``gspo`` (``globe.grpo.loss_types``);
+            ``gspo`` clips the sequence-level ratio ``s_i`` with ``eps_low`` / ``eps_high``.
+        step: sizes of the whole optimiser step this batch belongs to (``StepSize``); ``None``:
+            the batch is the whole step on one rank.
 
     Returns:
         ``(loss, stats)``; stats are detached scalars: ``policy_loss``, ``kl``, ``clip_fraction``
@@ -179,7 +201,15 @@ def grpo_loss(
         raise ValueError("beta != 0 needs ref_logp")
     if old_logp is None:
         old_logp = logp.detach()
-    surrogate = clipped_surrogate(logp, old_logp, advantages, eps_low, eps_high)
+    if loss_type == "gspo":
+        surrogate = surrogate_from_ratio(sequence_ratio_per_token(logp, old_logp, mask), advantages, eps_low, eps_high)
+    else:
+        surrogate = clipped_surrogate(logp, old_logp, advantages, eps_low, eps_high)
+    if loss_type is None:
+        reduce = lambda x: aggregate(x, mask, aggregation, num_tokens)  # noqa: E731
+    else:
+        step = StepSize.of(mask) if step is None else step
+        reduce = lambda x: normalise(x, mask, loss_type, step)  # noqa: E731
     policy_term = surrogate.loss  # [N, C]
     if is_weights is not None:
         policy_term = policy_term * is_weights.detach().to(policy_term.dtype)
@@ -187,14 +217,14 @@ def grpo_loss(
     kl = k3_kl(logp, ref_logp) if ref_logp is not None else None  # [N, C]
     if kl is not None and beta != 0.0:
         per_token = per_token + beta * kl
-    loss = aggregate(per_token, mask, aggregation, num_tokens)
+    loss = reduce(per_token)
 
     maskb = mask.bool()
     with torch.no_grad():
         ratio_on_tokens = surrogate.ratio[maskb]
         empty = ratio_on_tokens.numel() == 0
         stats = {
-            "policy_loss": aggregate(policy_term.detach(), mask, aggregation, num_tokens),
+            "policy_loss": reduce(policy_term.detach()),
             "kl": masked_mean(kl.detach(), mask) if kl is not None else logp.new_zeros(()),
             "clip_fraction": masked_mean((surrogate.clipped_low | surrogate.clipped_high).to(logp.dtype), mask),
             "clip_fraction_low": masked_mean(surrogate.clipped_low.to(logp.dtype), mask),

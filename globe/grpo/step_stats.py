@@ -33,8 +33,9 @@ ROW_KEYS = frozenset({"advantage_mean"})
 def combine_chunks(chunks: Sequence[tuple[dict[str, float], float, float]], token_mean: bool = True) -> dict[str, float]:
     """``chunks``: ``(stats, tokens, completions)`` per micro-batch -> one stats dict for the pass.
 
-    ``token_mean``: the loss aggregation is the token mean over the whole step (so ``policy_loss``
-    is a partial sum too); with the sequence mean it is a completion-weighted mean.
+    ``token_mean``: ``policy_loss`` is a partial sum too, as under every ``loss_type`` of
+    ``globe.grpo.loss_types`` (each chunk is normalised by the sizes of the whole step); ``False``:
+    each chunk's ``policy_loss`` is its own mean, combined weighted by its completion count.
     """
     sums = SUM_KEYS | ({"policy_loss"} if token_mean else frozenset())
     total_tokens = sum(t for _, t, _ in chunks) or 1.0
