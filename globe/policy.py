@@ -16,9 +16,11 @@ Deviations and additions, all configurable:
 - ``warm_start_steps``: the first steps are supervised (teacher-forced NLL of the sample's
   reference reasoning) instead of GRPO. The paper has no such stage; the demo uses it because a
   tiny random model cannot produce the answer format by chance. Logged under ``warm_start/``.
-- ``epsilon_high`` (clip-higher), ``aggregation`` (token-mean default, sequence-mean = original
-  GRPO), ``advantage_scale="none"`` (Dr. GRPO), ``num_iterations`` > 1 (several passes over one
-  rollout batch with the rollout's old log-probs).
+- ``epsilon_high`` (clip-higher), ``loss_type`` (``dapo``: the global token mean, the default;
+  ``grpo``: the paper's sequence mean; ``dr_grpo``, ``bnpo``, ``gspo``: ``globe.grpo.loss_types``),
+  ``scale_rewards`` (``group`` / ``batch`` / ``none``), ``reward_aggregation="normalize_then_sum"``
+  (GDPO: each head normalised in its group before the weighted sum), ``num_iterations`` > 1
+  (several passes over one rollout batch with the rollout's old log-probs).
 - Truncated importance sampling (``is_cap``) corrects for the sampler (vLLM) and the trainer
   computing different log-probs for the same tokens; the mismatch is logged.
 - Rollout seeds come from (seed, stage, step or batch index, rank), never from the global RNG
@@ -26,6 +28,11 @@ Deviations and additions, all configurable:
   validation decodes batch k with the same seed, so checkpoints are compared on the same draws.
 - Completions cut at ``max_new_tokens`` are scored like any other (their answer is usually
   missing, so the accuracy heads give 0) and their fraction is logged, never silently hidden.
+  ``mask_truncated_completions`` (DAPO's overlong filtering, TRL's option of that name) zeroes their
+  rows of the loss mask instead: they still count in the group statistics and the logs.
+- ``eval_group_size`` k > 1 draws k samples per validation / test image: the metrics of the first
+  sample are logged as with k = 1, and those of the best of the k by distance under
+  ``<stage>/best_of_k/``.
 """
 
 from __future__ import annotations
@@ -43,10 +50,11 @@ import torch
 from lightning.pytorch import LightningModule
 
 from data_modules.sample import GeoSample
-from globe.evaluation import PREDICTION_COLUMNS, Prediction, evaluate_completions, metric_inputs
-from globe.grpo.advantages import group_advantages
+from globe.evaluation import PREDICTION_COLUMNS, Prediction, best_of_k, evaluate_completions, first_samples, metric_inputs
+from globe.grpo.advantages import decoupled_advantages, group_advantages
 from globe.grpo.logprobs import completion_logprobs
 from globe.grpo.loss import grpo_loss, truncated_is_weights
+from globe.grpo.loss_types import LossType, StepSize, resolve_loss_type, resolve_scale_rewards
 from globe.grpo.lr_schedule import LRPhase, build_scheduler
 from globe.grpo.microbatch import group_chunks, slice_prompt_inputs
 from globe.grpo.step_stats import combine_chunks, combine_passes
@@ -93,8 +101,20 @@ class GRPOPolicy(LightningModule):
         eval_sampling: validation / test decoding (paper: T 0.1, 512 tokens).
         beta: KL coefficient (paper 0.001); 0 disables the reference policy.
         epsilon, epsilon_high: clip range (``epsilon_high`` None = symmetric).
-        aggregation: ``token_mean`` or ``sequence_mean``.
-        advantage_scale: ``std`` (GRPO) or ``none`` (Dr. GRPO).
+        loss_type: the normaliser of the per-token losses (``globe.grpo.loss_types``): ``dapo``
+            (default: token mean over the whole global step), ``grpo`` (paper: mean over completions
+            of each one's token mean), ``dr_grpo`` (token sum / (completions * max_new_tokens)),
+            ``bnpo`` (token mean over this rank's step), ``gspo`` (sequence-level ratio, sequence
+            mean; set ``epsilon`` 3e-4 / ``epsilon_high`` 4e-4 as in configs/grpo/gspo.yaml).
+        aggregation: older name of ``loss_type``: ``token_mean`` = ``dapo``, ``sequence_mean`` = ``grpo``.
+        scale_rewards: advantage scaling (TRL's names): ``group`` std, ``batch`` std, ``none``;
+            ``None``: ``none`` for ``dr_grpo``, else ``group``.
+        advantage_scale: older name of ``scale_rewards``: ``std`` = ``group``, ``none`` = ``none``.
+        reward_aggregation: ``sum_then_normalize`` (paper: normalise the weighted sum) or
+            ``normalize_then_sum`` (GDPO: normalise each head in its group, sum with the weights,
+            then scale by ``scale_rewards``; ``globe.grpo.advantages.decoupled_advantages``).
+        mask_truncated_completions: completions without EOS within ``max_new_tokens`` get no loss
+            (their mask rows are zeroed; they still count in the group statistics and the logs).
         num_iterations: optimisation passes per rollout batch.
         micro_batch_prompts: prompts (whole groups) per forward/backward; None = all at once.
         is_cap: truncation of the importance-sampling weights; None disables the correction.
@@ -107,6 +127,8 @@ class GRPOPolicy(LightningModule):
         prompt: the user prompt (default: the paper's).
         predictions_csv: where ``test`` writes its predictions (default: the logger's directory).
         thresholds_km: accuracy thresholds of the evaluation.
+        eval_group_size: samples per image in validation / test; metrics of the first sample, plus
+            the best of the k by distance under ``<stage>/best_of_k/`` when k > 1.
     """
 
     def __init__(
@@ -127,8 +149,12 @@ class GRPOPolicy(LightningModule):
         beta: float = 0.001,
         epsilon: float = 0.2,
         epsilon_high: float | None = None,
-        aggregation: Literal["token_mean", "sequence_mean"] = "token_mean",
-        advantage_scale: Literal["std", "none"] = "std",
+        loss_type: LossType = "dapo",
+        aggregation: Literal["token_mean", "sequence_mean"] | None = None,
+        scale_rewards: Literal["group", "batch", "none"] | None = None,
+        advantage_scale: Literal["std", "none"] | None = None,
+        reward_aggregation: Literal["sum_then_normalize", "normalize_then_sum"] = "sum_then_normalize",
+        mask_truncated_completions: bool = False,
         num_iterations: int = 1,
         micro_batch_prompts: int | None = None,
         is_cap: float | None = 2.0,
@@ -145,11 +171,18 @@ class GRPOPolicy(LightningModule):
         prompt: str = GEO_PROMPT,
         predictions_csv: str | None = None,
         thresholds_km: tuple[float, ...] = (1, 25, 200, 750, 2500),
+        eval_group_size: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["rewards"])
         if group_size < 2:
             raise ValueError(f"group_size must be >= 2 for group-normalised advantages, got {group_size}")
+        if eval_group_size < 1:
+            raise ValueError(f"eval_group_size must be >= 1, got {eval_group_size}")
+        if reward_aggregation not in ("sum_then_normalize", "normalize_then_sum"):
+            raise ValueError(f"reward_aggregation must be 'sum_then_normalize' or 'normalize_then_sum', got {reward_aggregation!r}")
+        self.loss_type = resolve_loss_type(loss_type, aggregation)
+        self.scale_rewards = resolve_scale_rewards(scale_rewards, advantage_scale, self.loss_type)
         self.automatic_optimization = False
         # jsonargparse may hand dataclass arguments over as dicts
         self.sampling = sampling if isinstance(sampling, SamplingConfig) else SamplingConfig(**sampling)
@@ -166,6 +199,8 @@ class GRPOPolicy(LightningModule):
             head.requires_grad_(False).eval()
         self.val_geo = GeoAccuracy(thresholds_km)
         self.test_geo = GeoAccuracy(thresholds_km)
+        self.val_best_geo = GeoAccuracy(thresholds_km)  # best of eval_group_size samples (k > 1)
+        self.test_best_geo = GeoAccuracy(thresholds_km)
         self.model: torch.nn.Module | None = None
         self.processor = None
         self.reference: ReferencePolicy | None = None
@@ -326,7 +361,7 @@ class GRPOPolicy(LightningModule):
         timings["time/rollout_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         rewards = self.score(batch, prompts, completions)
-        advantages, zero_spread = self.advantages(rewards.total)
+        advantages, zero_spread = self.advantages(rewards.total, rewards.heads)
         timings["time/score_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         stats = self.optimize(prompts, completions, advantages)
@@ -377,24 +412,37 @@ class GRPOPolicy(LightningModule):
     def score(self, batch: list[GeoSample], prompts: PromptBatch, completions: Completions) -> Rewards:
         reward_batch = RewardBatch.from_groups(batch, completions.texts, prompts.texts)
         heads = {h.name: h.score(reward_batch).float().cpu() for h in self.reward_heads}
-        weights = {name: (self.hparams.reward_weights or {}).get(name, 1.0) for name in heads}
-        total = combine_rewards(heads, weights) if heads else torch.zeros(len(completions.texts))
+        total = combine_rewards(heads, self.reward_weights(heads)) if heads else torch.zeros(len(completions.texts))
         return Rewards(heads=heads, total=total)
 
-    def advantages(self, total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return group_advantages(total, self.hparams.group_size, scale=self.hparams.advantage_scale)
+    def reward_weights(self, heads) -> dict[str, float]:
+        """The weight of each scored head (1.0 for a head that ``reward_weights`` does not name)."""
+        return {name: (self.hparams.reward_weights or {}).get(name, 1.0) for name in heads}
+
+    def advantages(self, total: torch.Tensor, heads: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(advantages [B*G], zero_spread [B])`` of the rewards: the weighted sum normalised in its
+        group (``sum_then_normalize``), or each head first (``normalize_then_sum``, needs ``heads``)."""
+        if self.hparams.reward_aggregation == "normalize_then_sum":
+            if not heads:
+                raise ValueError("reward_aggregation='normalize_then_sum' needs the per-head scores (heads=...)")
+            return decoupled_advantages(heads, self.reward_weights(heads), self.hparams.group_size, scale=self.scale_rewards)
+        return group_advantages(total, self.hparams.group_size, scale=self.scale_rewards)
 
     def optimize(self, prompts: PromptBatch, completions: Completions, advantages: torch.Tensor) -> dict[str, float]:
-        """``num_iterations`` optimiser steps over the rollout, micro-batched by whole groups."""
+        """``num_iterations`` optimiser steps over the rollout, micro-batched by whole groups.
+
+        Every micro-batch is normalised by the sizes of the whole step (``StepSize``), so the sum of
+        the micro-batch losses is the loss of the step in one piece, whatever ``loss_type``."""
         hp = self.hparams
         optimizer = self.optimizers()
         lr = optimizer.param_groups[0]["lr"]
         n = hp.group_size
         ids, mask = completions.ids.to(self.device), completions.mask.to(self.device)
+        loss_mask = self.loss_mask(completions).to(self.device)  # [B*G, C]
         sampler_logp = completions.logprobs.to(self.device)
         advantages = advantages.to(self.device)
         chunks = group_chunks(len(prompts), hp.micro_batch_prompts)
-        total_tokens, token_scale = self._token_mean_denominator(mask)
+        step = self._step_size(loss_mask)
         temperature = self.sampling.temperature
 
         # log-probs that stay fixed over the passes: the rollout-time policy and the reference
@@ -420,19 +468,15 @@ class GRPOPolicy(LightningModule):
                 old = old_logp[k] if need_old else logp.detach()
                 is_weights, is_stats = None, {}
                 if hp.is_cap is not None and hp.engine != "hf":
-                    is_weights, is_stats = truncated_is_weights(old, sampler_logp[rows], mask[rows], cap=hp.is_cap)
+                    is_weights, is_stats = truncated_is_weights(old, sampler_logp[rows], loss_mask[rows], cap=hp.is_cap)
                 loss, stats = grpo_loss(
-                    logp, old, ref_logp[k] if ref_logp else None, advantages[rows], mask[rows],
-                    beta=hp.beta, eps_low=hp.epsilon, eps_high=hp.epsilon_high, aggregation=hp.aggregation,
-                    is_weights=is_weights, num_tokens=total_tokens,
+                    logp, old, ref_logp[k] if ref_logp else None, advantages[rows], loss_mask[rows],
+                    beta=hp.beta, eps_low=hp.epsilon, eps_high=hp.epsilon_high,
+                    is_weights=is_weights, loss_type=self.loss_type, step=step,
                 )
-                if hp.aggregation == "sequence_mean":
-                    loss = loss * (e - s) / len(prompts)
-                else:
-                    loss = loss * token_scale
                 self.manual_backward(loss)
-                chunk_stats.append(({**stats, **is_stats, "loss": loss.detach()}, float(mask[rows].sum()), float(e - s) * n))
-            step_stats = combine_chunks(chunk_stats, token_mean=hp.aggregation == "token_mean")
+                chunk_stats.append(({**stats, **is_stats, "loss": loss.detach()}, float(loss_mask[rows].sum()), float(e - s) * n))
+            step_stats = combine_chunks(chunk_stats, token_mean=True)  # every loss_type's chunk losses are partial sums
             if hp.max_grad_norm:
                 norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], hp.max_grad_norm)
                 step_stats["grad_norm"] = float(full_tensor(norm))
@@ -441,6 +485,21 @@ class GRPOPolicy(LightningModule):
         out = combine_passes(passes)
         out["lr"] = lr
         return out
+
+    def loss_mask(self, completions: Completions) -> torch.Tensor:
+        """The completion mask, with the rows of truncated completions zeroed under
+        ``mask_truncated_completions`` (they then give no loss and no token to the normalisers)."""
+        if not self.hparams.mask_truncated_completions:
+            return completions.mask
+        return completions.mask * (~completions.truncated.bool()).unsqueeze(1).to(completions.mask.dtype)
+
+    def _step_size(self, loss_mask: torch.Tensor) -> StepSize:
+        """The sizes of this optimiser step that the ``loss_type`` normalisers divide by."""
+        global_tokens, world = self._token_mean_denominator(loss_mask)
+        return StepSize(
+            rows=loss_mask.shape[0], local_tokens=loss_mask.sum().to(torch.float32).clamp(min=1),
+            global_tokens=global_tokens, world_size=world, max_completion_length=self.sampling.max_new_tokens,
+        )
 
     def _token_mean_denominator(self, mask: torch.Tensor) -> tuple[torch.Tensor, float]:
         """The token mean's denominator over the whole step on every rank, and the loss scale.
@@ -465,6 +524,8 @@ class GRPOPolicy(LightningModule):
             "train/reward_std": rewards.total.std(),
             "train/zero_spread_fraction": zero_spread.float().mean(),
             "train/truncated_fraction": completions.truncated.float().mean(),
+            # completions whose loss is masked (mask_truncated_completions); 0 when the option is off
+            "train/masked_truncated_fraction": completions.truncated.float().mean() * float(self.hparams.mask_truncated_completions),
             "train/completion_length": lengths.mean(),
             "train/completion_length_max": lengths.max(),
         }
@@ -517,12 +578,24 @@ class GRPOPolicy(LightningModule):
         self.log("nll", loss.detach(), prog_bar=True, logger=False, batch_size=len(batch))
 
     # ------------------------------------------------------------------ evaluation
-    def _evaluate(self, batch: list[GeoSample], batch_idx: int, metric: GeoAccuracy, stage: str) -> list[Prediction]:
+    def _evaluate(
+        self, batch: list[GeoSample], batch_idx: int, metric: GeoAccuracy, stage: str, best_metric: GeoAccuracy | None = None
+    ) -> list[Prediction]:
+        """Decode ``eval_group_size`` samples per image; the first one's predictions feed ``metric``
+        and the logs (and are returned), the best of them by distance feeds ``best_metric``."""
+        k = self.hparams.eval_group_size
         prompts = self.build_prompts(batch)
         # batch k decodes with the same seed at every validation: checkpoints meet the same random numbers
         seed = self.rollout_seed(stage, batch_idx, self.eval_sampling)
-        completions = self.rollout(prompts, sampling=self.eval_sampling, n=1, seed=seed)
-        predictions = evaluate_completions(self.gazetteer, batch, completions.texts)
+        completions = self.rollout(prompts, sampling=self.eval_sampling, n=k, seed=seed)
+        if k > 1:
+            samples = [s for s in batch for _ in range(k)]  # row b * k + j: sample j of image b
+            every = evaluate_completions(self.gazetteer, samples, completions.texts)
+            if best_metric is not None:
+                best_metric.update(**metric_inputs(best_of_k(every, k)))
+            predictions, completions = every[::k], first_samples(completions, k)
+        else:
+            predictions = evaluate_completions(self.gazetteer, batch, completions.texts)
         metric.update(**metric_inputs(predictions))
         rewards = self.score(batch, prompts, completions)
         logs = {f"{stage}/reward": rewards.total.mean(), f"{stage}/truncated_fraction": completions.truncated.float().mean()}
@@ -531,16 +604,20 @@ class GRPOPolicy(LightningModule):
         return predictions
 
     def validation_step(self, batch: list[GeoSample], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, self.val_geo, "val")
+        self._evaluate(batch, batch_idx, self.val_geo, "val", self.val_best_geo)
 
     def on_validation_epoch_end(self) -> None:
         self._log_metric(self.val_geo, "val")
+        if self.hparams.eval_group_size > 1:
+            self._log_metric(self.val_best_geo, "val/best_of_k")
 
     def test_step(self, batch: list[GeoSample], batch_idx: int) -> None:
-        self._test_rows += self._evaluate(batch, batch_idx, self.test_geo, "test")
+        self._test_rows += self._evaluate(batch, batch_idx, self.test_geo, "test", self.test_best_geo)
 
     def on_test_epoch_end(self) -> None:
         self._log_metric(self.test_geo, "test")
+        if self.hparams.eval_group_size > 1:
+            self._log_metric(self.test_best_geo, "test/best_of_k")
         try:
             self._write_predictions(self._test_rows)
         except OSError as exn:  # the metrics above are logged and printed all the same

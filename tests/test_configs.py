@@ -82,3 +82,15 @@ def test_a_misspelt_key_is_a_clear_error(capsys):
     code, output = _parse(["--config", str(REPO / "configs/demo.yaml"), "--model.init_args.grop_size=4"], capsys)
     assert code != 0
     assert "grop_size" in output
+
+
+@pytest.mark.parametrize("objective,expected", [
+    ("dapo", {"loss_type": "dapo", "epsilon": 0.2, "epsilon_high": 0.28, "mask_truncated_completions": True, "beta": 0.0}),
+    ("gspo", {"loss_type": "gspo", "epsilon": 3e-4, "epsilon_high": 4e-4, "num_iterations": 2}),
+])
+def test_objective_configs_compose_on_the_demo(objective, expected, capsys):
+    code, output = _parse(["--config", str(REPO / "configs/demo.yaml"), "--config", str(REPO / f"configs/grpo/{objective}.yaml")], capsys)
+    assert code == 0, output
+    args = yaml.safe_load(output)["model"]["init_args"]
+    assert {k: args[k] for k in expected} == expected
+    assert args["group_size"] == 4 and args["warm_start_steps"] == 300  # the demo's own settings stay

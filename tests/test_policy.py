@@ -12,6 +12,7 @@ from PIL import Image
 from data_modules.sample import GeoSample
 from globe.answer import format_answer
 from globe.evaluation import evaluate_completions, metric_inputs
+from globe.grpo.loss_types import LOSS_TYPES
 from globe.policy import GRPOPolicy
 from globe.rewards.format import FormatReward
 from globe.rewards.geo_accuracy import GeoAccuracyReward
@@ -164,13 +165,15 @@ def test_zero_advantages_leave_weights_unchanged(tiny_model_dir):
     assert all(torch.equal(a, b) for a, b in zip(before, policy.model.parameters()))
 
 
-def test_micro_batches_give_the_same_gradient_as_one_batch(tiny_model_dir):
-    """Token-mean over the whole rollout, whether it is processed in one piece or group by group."""
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+def test_micro_batches_give_the_same_gradient_as_one_batch(tiny_model_dir, loss_type):
+    """Every loss type normalises each micro-batch by the whole step: one piece or group by group,
+    the gradient is the same."""
     torch.manual_seed(0)
     batch = [_sample("a"), _sample("b", "Japan", "Tokyo", 35.69, 139.69)]
     grads = []
     for chunk in (None, 1):
-        policy = _policy(tiny_model_dir, micro_batch_prompts=chunk)
+        policy = _policy(tiny_model_dir, micro_batch_prompts=chunk, loss_type=loss_type)
         policy.optimizers = lambda: torch.optim.SGD(policy.model.parameters(), lr=0.0)
         policy.manual_backward = lambda loss: loss.backward()
         prompts = policy.build_prompts(batch)
