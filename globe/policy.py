@@ -57,6 +57,7 @@ from globe.grpo.loss import grpo_loss, truncated_is_weights
 from globe.grpo.loss_types import LossType, StepSize, resolve_loss_type, resolve_scale_rewards
 from globe.grpo.lr_schedule import LRPhase, build_scheduler
 from globe.grpo.microbatch import group_chunks, slice_prompt_inputs
+from globe.grpo.optimizer_state import reset_optimizer_state
 from globe.grpo.step_stats import combine_chunks, combine_passes
 from globe.metrics import GeoAccuracy
 from globe.models.loading import LoraConfigSpec, ReferencePolicy, load_vlm, resolve_dtype
@@ -124,6 +125,9 @@ class GRPOPolicy(LightningModule):
             ``min_lr_ratio * learning_rate`` at ``trainer.max_steps``. Its state is checkpointed.
         warm_start_steps, warm_start_lr: supervised steps before GRPO (demo only, see module doc).
         warm_start_warmup_steps, warm_start_decay: the warm-start phase's schedule (same shapes).
+        warm_start_reset_optimizer: start GRPO with fresh AdamW moments, as an RL run started from
+            a supervised checkpoint does (``globe.grpo.optimizer_state``). Off (default), the warm
+            start's moments carry over and damp the first GRPO updates.
         prompt: the user prompt (default: the paper's).
         predictions_csv: where ``test`` writes its predictions (default: the logger's directory).
         thresholds_km: accuracy thresholds of the evaluation.
@@ -168,6 +172,7 @@ class GRPOPolicy(LightningModule):
         warm_start_lr: float | None = None,
         warm_start_warmup_steps: int = 0,
         warm_start_decay: Literal["constant", "cosine", "linear"] = "constant",
+        warm_start_reset_optimizer: bool = False,
         prompt: str = GEO_PROMPT,
         predictions_csv: str | None = None,
         thresholds_km: tuple[float, ...] = (1, 25, 200, 750, 2500),
@@ -350,10 +355,13 @@ class GRPOPolicy(LightningModule):
     def training_step(self, batch: list[GeoSample], batch_idx: int) -> None:
         if self.global_step < self.hparams.warm_start_steps:
             return self.warm_start_step(batch)
-        if self.global_step == self.hparams.warm_start_steps > 0 and self.reference is not None:
-            # the KL anchor is the warm-started model, not the random initialisation (a frozen copy
-            # only: under LoRA the reference is the base model, adapters disabled)
-            self.reference.refresh()
+        if self.global_step == self.hparams.warm_start_steps > 0:
+            if self.reference is not None:
+                # the KL anchor is the warm-started model, not the random initialisation (a frozen
+                # copy only: under LoRA the reference is the base model, adapters disabled)
+                self.reference.refresh()
+            if self.hparams.warm_start_reset_optimizer:
+                reset_optimizer_state(self.optimizers())
         timings = {}
         t0 = time.perf_counter()
         prompts = self.build_prompts(batch)
