@@ -7,6 +7,9 @@ trained on. This module keeps the bookkeeping that makes the replay exact.
 - When a batch reaches the training step (the data module's ``on_before_batch_transfer``,
   i.e. after Lightning's prefetching, so prefetched-but-untrained batches do not count), its
   worker's counter goes up by one: ``consumed[w]`` batches of worker ``w``.
+- The position also records whether the epoch's last batch was reached (``complete``: Lightning's
+  loop knows it, its fetcher prefetches one batch); a run resumed from a checkpoint taken then starts
+  the next epoch. Counts alone cannot tell an epoch of unknown length that is over from one that is not.
 - A DataLoader over an iterable data set takes batches from its workers round-robin, skipping
   exhausted ones. After resume it starts again at physical worker 0, so physical worker ``i``
   plays logical worker ``(i + rotation) % W`` with ``rotation`` = the logical worker that was
@@ -51,6 +54,7 @@ class EpochPosition:
     num_workers: int
     consumed: list[int] = field(default_factory=list)
     last_worker: int = -1
+    complete: bool = False  # the epoch's last batch was trained on
 
     def __post_init__(self) -> None:
         workers = max(self.num_workers, 1)
@@ -77,13 +81,13 @@ class EpochPosition:
 
     def to_dict(self) -> dict:
         return {"epoch": self.epoch, "num_workers": self.num_workers, "consumed": list(self.consumed),
-                "last_worker": self.last_worker}
+                "last_worker": self.last_worker, "complete": self.complete}
 
     @classmethod
     def from_dict(cls, state: dict) -> EpochPosition:
         try:
             return cls(int(state["epoch"]), int(state["num_workers"]), [int(c) for c in state["consumed"]],
-                       int(state["last_worker"]))
+                       int(state["last_worker"]), bool(state.get("complete", False)))
         except (KeyError, TypeError, ValueError) as exn:
             raise ValueError(f"malformed data position in checkpoint: {state!r}") from exn
 

@@ -145,7 +145,7 @@ class MP16Reason(LightningDataModule):
             # Lightning creates the first iterator of a run before it sets the epoch: start the
             # stream at the checkpoint's epoch (the next one when that epoch was complete)
             resume = self._resume
-            if self.epoch_length is not None and resume.total >= len(stream):
+            if resume.complete or (self.epoch_length is not None and resume.total >= len(stream)):
                 stream.set_epoch(resume.epoch + 1)
             else:
                 stream.set_epoch(resume.epoch)
@@ -178,6 +178,9 @@ class MP16Reason(LightningDataModule):
                 self._position = resumed or EpochPosition(epoch, self.num_workers)
                 self._resume = None
             self._position.advance(batch.worker)
+            # the loop has prefetched one batch, so it knows whether this one ends the epoch (set just
+            # before this hook); counts alone cannot tell for an epoch of unknown length
+            self._position.complete = bool(getattr(trainer.fit_loop.epoch_loop.batch_progress, "is_last_batch", False))
         return batch
 
     def state_dict(self) -> dict[str, Any]:

@@ -50,7 +50,9 @@ def _fit(root, tmp_path, max_steps: int, ckpt_path=None, **data_kwargs) -> tuple
         (2, None, 7),  # two workers (5 and 5 batches of 24 samples), mid epoch 0, odd step
         (2, 30, 9),  # epoch_length 30 -> 3 + 3 batches per epoch: stop in epoch 1
         (2, 30, 6),  # the last batch of a sized epoch: resume starts epoch 1
-        (3, None, 10),  # the epoch's last batch: resume starts epoch 1
+        (3, None, 10),  # three workers (5 + 3 + 3 batches): one batch before the epoch's end
+        (2, None, 10),  # an unsized epoch's last batch: resume starts epoch 1 (from the position's
+                        # ``complete``; its counts alone cannot tell)
     ],
 )
 def test_resume_trains_exactly_the_uninterrupted_batches(tmp_path, geosynth_root, num_workers, epoch_length, stop_at):
