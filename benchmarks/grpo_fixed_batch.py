@@ -68,7 +68,7 @@ def run(ckpt: Path, model: str, data: str, lr: float, group: int, updates: int, 
     prompts = policy.build_prompts(batch)
     rows = []
     for update in range(updates):
-        completions = policy.rollout(prompts, seed=seed * 1000 + update)
+        completions = policy.rollout(prompts, seed=1000 * (seed + 1) + update)
         row = {"update": update}
         if update == 0:
             with torch.no_grad():
