@@ -33,11 +33,20 @@ Deviations and additions, all configurable:
 - ``eval_group_size`` k > 1 draws k samples per validation / test image: the metrics of the first
   sample are logged as with k = 1, and those of the best of the k by distance under
   ``<stage>/best_of_k/``.
+- ``dynamic_sampling`` (DAPO; EasyR1's ``online_filtering``; ``globe.grpo.dynamic_sampling``): groups
+  of equal rewards are dropped after scoring, and further training batches are drawn (from the fit
+  loop's own iterator, ``globe.train_batches``, so the data position and an exact resume count
+  them), rolled out and scored until the step holds ``batch_size`` informative groups or
+  ``dynamic_sampling_max_tries`` extra batches were drawn. Every rank runs the same rounds; ranks
+  short of groups pad with loss-free groups so every rank runs the same micro-batches; a step with
+  no informative group on any rank steps the optimiser with no gradient (weights and AdamW moments
+  unchanged). Logged under ``train/dynamic_sampling/``.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import time
@@ -52,6 +61,9 @@ from lightning.pytorch import LightningModule
 from data_modules.sample import GeoSample
 from globe.evaluation import PREDICTION_COLUMNS, Prediction, best_of_k, evaluate_completions, first_samples, metric_inputs
 from globe.grpo.advantages import decoupled_advantages, group_advantages
+from globe.grpo.dynamic_sampling import (
+    Refill, gather_completions, group_rows, informative_groups, pad_picks, padded_group_count, refill_rounds,
+)
 from globe.grpo.logprobs import completion_logprobs
 from globe.grpo.loss import grpo_loss, truncated_is_weights
 from globe.grpo.loss_types import LossType, StepSize, resolve_loss_type, resolve_scale_rewards
@@ -69,6 +81,9 @@ from globe.rewards.combine import combine_rewards
 from globe.rollout.base import Completions, PromptBatch, RolloutEngine, SamplingConfig
 from globe.rollout.prompts_batch import build_prompt_batch, prompt_inputs_to
 from globe.rollout import seeds
+from globe.train_batches import FitLoopBatches
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,6 +92,27 @@ class Rewards:
 
     heads: dict[str, torch.Tensor]
     total: torch.Tensor
+
+
+@dataclass
+class Rollout:
+    """One batch rolled out and scored: B prompts, G completions each (rows ``b * G + j``)."""
+
+    batch: list[GeoSample]
+    prompts: PromptBatch
+    completions: Completions
+    rewards: Rewards
+    zero_spread: torch.Tensor  # [B] bool
+
+
+@dataclass
+class TrainBatch:
+    """What one step optimises on: the rollout, or (dynamic sampling) its kept and padding groups."""
+
+    prompts: PromptBatch
+    completions: Completions
+    advantages: torch.Tensor  # [K*G]
+    pad_rows: torch.Tensor | None = None  # [K*G] bool, padding rows: no loss, no size in the normalisers
 
 
 class GRPOPolicy(LightningModule):
@@ -133,6 +169,12 @@ class GRPOPolicy(LightningModule):
         thresholds_km: accuracy thresholds of the evaluation.
         eval_group_size: samples per image in validation / test; metrics of the first sample, plus
             the best of the k by distance under ``<stage>/best_of_k/`` when k > 1.
+        dynamic_sampling: drop the groups of equal rewards and refill the step with groups of further
+            training batches (DAPO's dynamic sampling; see the module doc and docs/grpo.md).
+        dynamic_sampling_max_tries: extra training batches a step may draw at most; then it goes
+            ahead with the groups it has (and warns).
+        dynamic_sampling_min_std: a kept group also needs a reward std (unbiased) of at least this;
+            0 keeps every group whose rewards are not all equal.
     """
 
     def __init__(
@@ -177,6 +219,9 @@ class GRPOPolicy(LightningModule):
         predictions_csv: str | None = None,
         thresholds_km: tuple[float, ...] = (1, 25, 200, 750, 2500),
         eval_group_size: int = 1,
+        dynamic_sampling: bool = False,
+        dynamic_sampling_max_tries: int = 3,
+        dynamic_sampling_min_std: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["rewards"])
@@ -184,6 +229,11 @@ class GRPOPolicy(LightningModule):
             raise ValueError(f"group_size must be >= 2 for group-normalised advantages, got {group_size}")
         if eval_group_size < 1:
             raise ValueError(f"eval_group_size must be >= 1, got {eval_group_size}")
+        if dynamic_sampling_max_tries < 0 or dynamic_sampling_min_std < 0:
+            raise ValueError(
+                f"dynamic_sampling_max_tries and dynamic_sampling_min_std must be >= 0, got "
+                f"{dynamic_sampling_max_tries} and {dynamic_sampling_min_std}"
+            )
         if reward_aggregation not in ("sum_then_normalize", "normalize_then_sum"):
             raise ValueError(f"reward_aggregation must be 'sum_then_normalize' or 'normalize_then_sum', got {reward_aggregation!r}")
         self.loss_type = resolve_loss_type(loss_type, aggregation)
@@ -371,11 +421,146 @@ class GRPOPolicy(LightningModule):
         rewards = self.score(batch, prompts, completions)
         advantages, zero_spread = self.advantages(rewards.total, rewards.heads)
         timings["time/score_s"] = time.perf_counter() - t1
+        if self.hparams.dynamic_sampling:
+            return self.dynamic_sampling_step(Rollout(batch, prompts, completions, rewards, zero_spread), timings)
         t2 = time.perf_counter()
         stats = self.optimize(prompts, completions, advantages)
         self._engine_stale = True  # synced before the next rollout (``current_engine``)
         timings["time/optimize_s"] = time.perf_counter() - t2
         self.log_step(batch, completions, rewards, zero_spread, stats, timings)
+
+    # ------------------------------------------------------------------ dynamic sampling
+    def dynamic_sampling_step(self, first: Rollout, timings: dict[str, float]) -> None:
+        """The rest of a step under ``dynamic_sampling``: refill, keep, optimise (or step without
+        gradient when no rank kept a group), log."""
+        t0 = time.perf_counter()
+        rollouts, refill = self.refill(first)
+        timings["time/refill_s"] = time.perf_counter() - t0
+        if refill.short:
+            log.warning(
+                "dynamic sampling: step %d goes ahead with %d of %d informative groups after %d extra batch(es) (%s)",
+                self.global_step, len(refill.kept), refill.target, refill.refills,
+                {"max_refills": "dynamic_sampling_max_tries reached", "data": "the epoch's data ran out"}.get(refill.stopped, refill.stopped),
+            )
+        t1 = time.perf_counter()
+        train = self.kept_batch(rollouts, refill)
+        if train is None:
+            stats = self.step_without_gradient()
+        else:
+            stats = self.optimize(train.prompts, train.completions, train.advantages, pad_rows=train.pad_rows)
+            self._engine_stale = True
+        timings["time/optimize_s"] = time.perf_counter() - t1
+        logs = refill.log_dict()
+        logs["train/dynamic_sampling/pad_groups"] = 0.0 if train is None or train.pad_rows is None else float(train.pad_rows.sum()) / self.hparams.group_size
+        everything = self._concat_rollouts(rollouts)
+        self.log_step(everything.batch, everything.completions, everything.rewards, everything.zero_spread, stats, {**timings, **logs})
+        kept = set(refill.kept)
+        self.last_rollout["kept"] = [(r, b) in kept for r, ro in enumerate(rollouts) for b in range(len(ro.batch)) for _ in range(self.hparams.group_size)]
+
+    def informative(self, rollout: Rollout) -> torch.Tensor:
+        """``[B]`` bool: the groups of ``rollout`` that dynamic sampling keeps (``informative_groups``)."""
+        return informative_groups(rollout.zero_spread, rollout.rewards.total, self.hparams.group_size, self.hparams.dynamic_sampling_min_std)
+
+    def refill(self, first: Rollout) -> tuple[list[Rollout], Refill]:
+        """Roll out further training batches until this step has enough informative groups
+        (``globe.grpo.dynamic_sampling.refill_rounds``); every rank runs the same rounds."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        target = int(getattr(datamodule, "batch_size", 0) or len(first.batch))
+        source = FitLoopBatches(self.trainer if self._trainer is not None else None)
+        rollouts = [first]
+
+        def draw() -> torch.Tensor:
+            batch = source.draw()
+            # every rank agreed that it can draw; a stream that ran out all the same (shorter than its
+            # length) rolls its first batch out again, dropped, so that every rank still generates
+            padding = batch is None
+            batch = first.batch if padding else batch
+            prompts = self.build_prompts(batch)
+            seed = self.rollout_seed(f"train_refill{len(rollouts)}", self.global_step, self.sampling)
+            completions = self.rollout(prompts, seed=seed)
+            rewards = self.score(batch, prompts, completions)
+            _, zero_spread = self.advantages(rewards.total, rewards.heads)
+            rollout = Rollout(batch, prompts, completions, rewards, zero_spread | padding)
+            rollouts.append(rollout)
+            return self.informative(rollout) & (not padding)
+
+        refill = refill_rounds(self.informative(first), target, self.hparams.dynamic_sampling_max_tries,
+                               source.can_draw, draw, agree=self._agree)
+        return rollouts, refill
+
+    def kept_batch(self, rollouts: list[Rollout], refill: Refill) -> TrainBatch | None:
+        """The kept groups (advantages recomputed over them: ``scale_rewards: batch`` takes the kept
+        batch's std), plus padding groups up to the micro-batch count of the fullest rank; ``None``
+        when no rank kept a group."""
+        n = self.hparams.group_size
+        kept = refill.kept
+        max_kept = self._all_reduce_max(len(kept))
+        count = padded_group_count(len(kept), max_kept, self.hparams.micro_batch_prompts)
+        if count == 0:
+            return None
+        picks = kept + pad_picks(kept, [len(r.batch) for r in rollouts], count - len(kept))
+        first = rollouts[0]
+        if picks == [(0, g) for g in range(len(first.batch))]:  # the step's own batch, every group kept
+            prompts, completions = first.prompts, first.completions
+        else:
+            prompts = self.build_prompts([rollouts[r].batch[g] for r, g in picks])
+            completions = gather_completions([r.completions for r in rollouts], picks, n, self._pad_token_id())
+        advantages = torch.zeros(count * n)
+        if kept:
+            total = torch.cat([rollouts[r].rewards.total[group_rows(g, n)] for r, g in kept])
+            heads = {name: torch.cat([rollouts[r].rewards.heads[name][group_rows(g, n)] for r, g in kept]) for name in rollouts[0].rewards.heads}
+            advantages[: len(kept) * n] = self.advantages(total, heads)[0]
+        pad_rows = torch.arange(count * n) >= len(kept) * n
+        return TrainBatch(prompts, completions, advantages, pad_rows if bool(pad_rows.any()) else None)
+
+    def step_without_gradient(self) -> dict[str, float]:
+        """``num_iterations`` optimiser steps with every gradient ``None``: AdamW skips every parameter
+        (no update, no moment decay, no weight decay); the LR schedule and ``global_step`` advance as
+        after any step, so every rank keeps counting the same steps."""
+        optimizer = self.optimizers()
+        lr = optimizer.param_groups[0]["lr"]
+        for _ in range(self.hparams.num_iterations):
+            optimizer.zero_grad(set_to_none=True)
+            self._optimizer_step(optimizer)
+        return {"loss": 0.0, "lr": lr}
+
+    def _concat_rollouts(self, rollouts: list[Rollout]) -> Rollout:
+        """Every group rolled out this step, in draw order (for the logs)."""
+        if len(rollouts) == 1:
+            return rollouts[0]
+        picks = [(r, g) for r, ro in enumerate(rollouts) for g in range(len(ro.batch))]
+        heads = {name: torch.cat([r.rewards.heads[name] for r in rollouts]) for name in rollouts[0].rewards.heads}
+        return Rollout(
+            batch=[s for r in rollouts for s in r.batch], prompts=rollouts[0].prompts,
+            completions=gather_completions([r.completions for r in rollouts], picks, self.hparams.group_size, self._pad_token_id()),
+            rewards=Rewards(heads=heads, total=torch.cat([r.rewards.total for r in rollouts])),
+            zero_spread=torch.cat([r.zero_spread for r in rollouts]),
+        )
+
+    def _pad_token_id(self) -> int:
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        return int(pad) if pad is not None else 0
+
+    def _distributed(self) -> bool:
+        world = self.trainer.world_size if self._trainer is not None else 1
+        return world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+
+    def _agree(self, need: bool, can_draw: bool) -> bool:
+        """Run another refill round: some rank needs more groups and every rank can draw a batch
+        (one all-reduce, so every rank answers the same)."""
+        if not self._distributed():
+            return need and can_draw
+        flags = torch.tensor([float(need), float(not can_draw)], device=self.device)
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        return bool(flags[0] > 0) and not bool(flags[1] > 0)
+
+    def _all_reduce_max(self, value: int) -> int:
+        if not self._distributed():
+            return value
+        tensor = torch.tensor([float(value)], device=self.device)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return int(tensor.item())
 
     def build_prompts(self, batch: list[GeoSample]) -> PromptBatch:
         prompts = build_prompt_batch(self.processor, [s.image for s in batch], self.hparams.prompt)
@@ -436,21 +621,29 @@ class GRPOPolicy(LightningModule):
             return decoupled_advantages(heads, self.reward_weights(heads), self.hparams.group_size, scale=self.scale_rewards)
         return group_advantages(total, self.hparams.group_size, scale=self.scale_rewards)
 
-    def optimize(self, prompts: PromptBatch, completions: Completions, advantages: torch.Tensor) -> dict[str, float]:
+    def optimize(
+        self, prompts: PromptBatch, completions: Completions, advantages: torch.Tensor, pad_rows: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """``num_iterations`` optimiser steps over the rollout, micro-batched by whole groups.
 
         Every micro-batch is normalised by the sizes of the whole step (``StepSize``), so the sum of
-        the micro-batch losses is the loss of the step in one piece, whatever ``loss_type``."""
+        the micro-batch losses is the loss of the step in one piece, whatever ``loss_type``.
+        ``pad_rows`` ``[B*G]`` (dynamic sampling): rows that only make up the micro-batch count; their
+        loss mask is zeroed and they do not count as completions in the normalisers."""
         hp = self.hparams
         optimizer = self.optimizers()
         lr = optimizer.param_groups[0]["lr"]
         n = hp.group_size
         ids, mask = completions.ids.to(self.device), completions.mask.to(self.device)
         loss_mask = self.loss_mask(completions).to(self.device)  # [B*G, C]
+        counted = None  # completions in the normalisers: all rows, or those that are not padding
+        if pad_rows is not None:
+            loss_mask = loss_mask * (~pad_rows.to(self.device)).unsqueeze(1).to(loss_mask.dtype)
+            counted = int((~pad_rows).sum())
         sampler_logp = completions.logprobs.to(self.device)
         advantages = advantages.to(self.device)
         chunks = group_chunks(len(prompts), hp.micro_batch_prompts)
-        step = self._step_size(loss_mask)
+        step = self._step_size(loss_mask, counted)
         temperature = self.sampling.temperature
 
         # log-probs that stay fixed over the passes: the rollout-time policy and the reference
@@ -501,11 +694,12 @@ class GRPOPolicy(LightningModule):
             return completions.mask
         return completions.mask * (~completions.truncated.bool()).unsqueeze(1).to(completions.mask.dtype)
 
-    def _step_size(self, loss_mask: torch.Tensor) -> StepSize:
-        """The sizes of this optimiser step that the ``loss_type`` normalisers divide by."""
+    def _step_size(self, loss_mask: torch.Tensor, rows: int | None = None) -> StepSize:
+        """The sizes of this optimiser step that the ``loss_type`` normalisers divide by (``rows``:
+        the completions that count, when padding rows make up the rest; at least 1)."""
         global_tokens, world = self._token_mean_denominator(loss_mask)
         return StepSize(
-            rows=loss_mask.shape[0], local_tokens=loss_mask.sum().to(torch.float32).clamp(min=1),
+            rows=loss_mask.shape[0] if rows is None else max(rows, 1), local_tokens=loss_mask.sum().to(torch.float32).clamp(min=1),
             global_tokens=global_tokens, world_size=world, max_completion_length=self.sampling.max_new_tokens,
         )
 
