@@ -85,7 +85,8 @@ def test_a_misspelt_key_is_a_clear_error(capsys):
 
 
 @pytest.mark.parametrize("objective,expected", [
-    ("dapo", {"loss_type": "dapo", "epsilon": 0.2, "epsilon_high": 0.28, "mask_truncated_completions": True, "beta": 0.0}),
+    ("dapo", {"loss_type": "dapo", "epsilon": 0.2, "epsilon_high": 0.28, "mask_truncated_completions": True, "beta": 0.0,
+              "dynamic_sampling": True, "dynamic_sampling_max_tries": 3}),
     ("gspo", {"loss_type": "gspo", "epsilon": 3e-4, "epsilon_high": 4e-4, "num_iterations": 2}),
 ])
 def test_objective_configs_compose_on_the_demo(objective, expected, capsys):
