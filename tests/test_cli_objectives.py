@@ -9,6 +9,7 @@ import csv
 import pytest
 import yaml
 
+from spread_reward import CLI_ARGS as COIN_REWARD
 from test_cli_e2e import REPO, _cli
 
 
@@ -43,9 +44,13 @@ def _fit(tmp_path, tiny_model_dir, geosynth_root, objective: str, *extra: str) -
 
 @pytest.mark.slow
 def test_dapo_config_through_cli(tmp_path, tiny_model_dir, geosynth_root):
-    keys, rows, hparams = _fit(tmp_path, tiny_model_dir, geosynth_root, "dapo", "--trainer.max_steps=2")
+    # the random model's real rewards are all 0: with dynamic sampling (on in dapo.yaml) no group would
+    # ever be kept; the coin reward makes half of them informative
+    keys, rows, hparams = _fit(tmp_path, tiny_model_dir, geosynth_root, "dapo", "--trainer.max_steps=2", *COIN_REWARD)
     assert hparams["loss_type"] == "dapo" and hparams["epsilon_high"] == 0.28 and hparams["mask_truncated_completions"]
-    for key in ("train/loss", "train/truncated_fraction", "train/masked_truncated_fraction", "train/clip_fraction", "val/acc@25km"):
+    assert hparams["dynamic_sampling"] and hparams["dynamic_sampling_max_tries"] == 3
+    for key in ("train/loss", "train/truncated_fraction", "train/masked_truncated_fraction", "train/clip_fraction", "val/acc@25km",
+                "train/dynamic_sampling/refills", "train/dynamic_sampling/kept_groups"):
         assert key in keys, f"{key} not logged; got {sorted(keys)}"
     # every truncated completion is masked, so the two fractions agree at every step
     steps = [r for r in rows if r.get("train/truncated_fraction")]
