@@ -5,7 +5,8 @@ samples the same completions from the same batches after the resume.
 The run covers what a resume must restore: a supervised warm start then GRPO with the KL term
 (beta > 0, so the reference refreshed at the end of the warm start must come back from the
 checkpoint), a cosine LR schedule, two DataLoader workers, a validation pass, and an epoch
-boundary, in one process, under DDP and under FSDP2 (two CPU ranks, gloo).
+boundary, in one process, under DDP and under FSDP2 (two CPU ranks, gloo); and with dynamic
+sampling, whose steps draw further batches from the stream.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def _args(run: Path, tiny_model_dir, geosynth_root, strategy: str) -> list[str]:
 
 
 def _env(run: Path) -> dict[str, str]:
-    return {"WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(run)}
+    return {"WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(run),
+            "PYTHONPATH": str(REPO / "tests")}  # test-only classes (spread_reward.CoinReward)
 
 
 def _completions(run: Path) -> dict[int, list]:
@@ -79,9 +81,10 @@ def test_sigkill_then_resume_ends_at_the_uninterrupted_weights(tmp_path, tiny_mo
     check_exact_resume(tmp_path, tiny_model_dir, geosynth_root, strategy)
 
 
-def check_exact_resume(tmp_path: Path, tiny_model_dir, geosynth_root, strategy: str, extra: tuple[str, ...] = ()) -> None:
+def check_exact_resume(tmp_path: Path, tiny_model_dir, geosynth_root, strategy: str, extra: tuple[str, ...] = ()) -> Path:
     """An uninterrupted run, the same run killed after its step-5 checkpoint and resumed: same
-    exported weights bit for bit, same completions at every GRPO step (``extra``: more arguments)."""
+    exported weights bit for bit, same completions at every GRPO step (``extra``: more arguments).
+    Returns the uninterrupted run's directory."""
     full, cut = tmp_path / "full", tmp_path / "cut"
     for run in (full, cut):
         run.mkdir()
@@ -115,3 +118,23 @@ def check_exact_resume(tmp_path: Path, tiny_model_dir, geosynth_root, strategy: 
     # the same batches, hence the same completions, at every GRPO step (warm-start steps have none)
     assert _completions(cut) == _completions(full)
     assert sorted(_completions(full)) == list(range(4, STEPS + 1))  # logged after GRPO steps 3..8
+    return full
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["single", "fsdp2"])
+def test_resume_with_dynamic_sampling(tmp_path, tiny_model_dir, geosynth_root, strategy):
+    """Steps that draw further batches (dynamic sampling, scored by the coin reward so that groups
+    are dropped and refilled): the resumed run draws the same batches, hence ends at the same weights.
+    The refills end epochs early, so the runs also cross epoch boundaries. Two FSDP2 ranks (their
+    rounds decided together) rather than DDP too: the stricter collectives, and ~2 min each."""
+    from spread_reward import CLI_ARGS as COIN_REWARD
+
+    full = check_exact_resume(tmp_path, tiny_model_dir, geosynth_root, strategy,
+                              ("--model.init_args.dynamic_sampling=true", *COIN_REWARD))
+    rows = _completions(full)
+    assert any(len(r) > 4 * 2 for r in rows.values()), {k: len(v) for k, v in rows.items()}  # some step refilled
+    last = full / "ckpt" / "last.ckpt"
+    last = torch.load(last / "meta.pt" if last.is_dir() else last, map_location="cpu", weights_only=False)  # FSDP2: a directory
+    # 9 steps of 4 prompts ran past an epoch's batches (12 on one rank, 6 on each of two): only refills can do that
+    assert all(position["epoch"] >= 1 for position in last["GeoSynth"]["positions"])
