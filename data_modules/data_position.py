@@ -88,7 +88,7 @@ class EpochPosition:
         try:
             return cls(int(state["epoch"]), int(state["num_workers"]), [int(c) for c in state["consumed"]],
                        int(state["last_worker"]), bool(state.get("complete", False)))
-        except (KeyError, TypeError, ValueError) as exn:
+        except (AttributeError, KeyError, TypeError, ValueError) as exn:
             raise ValueError(f"malformed data position in checkpoint: {state!r}") from exn
 
 
