@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from data_modules.sample import GeoSample
 from globe.answer import parse_answer
 from globe.geo.countries import country_code
 from globe.geo.distance import great_circle_km
 from globe.geo.gazetteer import Gazetteer
 from globe.rollout.base import Completions
+from globe.sample import GeoSample
 
 PREDICTION_COLUMNS = (
     "IMG_ID", "pred_country", "pred_city", "pred_lat", "pred_lon", "pred_level",

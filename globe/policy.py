@@ -58,7 +58,6 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import LightningModule
 
-from data_modules.sample import GeoSample
 from globe.evaluation import PREDICTION_COLUMNS, Prediction, best_of_k, evaluate_completions, first_samples, metric_inputs
 from globe.grpo.advantages import decoupled_advantages, group_advantages
 from globe.grpo.dynamic_sampling import (
@@ -81,6 +80,7 @@ from globe.rewards.combine import combine_rewards
 from globe.rollout.base import Completions, PromptBatch, RolloutEngine, SamplingConfig
 from globe.rollout.prompts_batch import build_prompt_batch, prompt_inputs_to
 from globe.rollout import seeds
+from globe.sample import GeoSample
 from globe.train_batches import FitLoopBatches
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ at most 112 x 112 pixels, i.e. 8 x 8 patches of 14 px merged 2 x 2 into 16 image
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -84,19 +85,22 @@ def default_corpus() -> list[str]:
     return lines
 
 
-def geosynth_corpus(n: int = 600, seed: int = 12345) -> list[str]:
-    """Reasoning traces in the style of the demo data (GeoSynth), from a seed of their own.
+CORPUS_FILE = Path(__file__).with_name("tiny_corpus.jsonl.gz")
+
+
+def geosynth_corpus() -> list[str]:
+    """Reasoning traces in the style of the demo data (GeoSynth): 600 of them, one JSON string
+    a line in ``tiny_corpus.jsonl.gz`` beside this module.
 
     With them the tiny tokenizer spends one token on most cue words, so a completion is ~100
-    tokens instead of ~220: rollouts on the CPU are twice as fast.
+    tokens instead of ~220: rollouts on the CPU are twice as fast. The file holds the traces
+    ``data_modules.geosynth`` writes from the seed ``"tokenizer-corpus:12345"``; it ships with
+    the library so that building the model needs no data module. A test regenerates them and
+    compares, so a change of GeoSynth's wording shows up there instead of silently changing the
+    tokenizer.
     """
-    import random
-
-    from data_modules.geosynth.reasoning import trace
-    from data_modules.geosynth.scene import plan_scene
-
-    rng = random.Random(f"tokenizer-corpus:{seed}")
-    return [trace(plan_scene(rng, localizable=rng.random() > 0.15), rng) for _ in range(n)]
+    text = gzip.decompress(CORPUS_FILE.read_bytes()).decode("utf-8")
+    return [json.loads(line) for line in text.split("\n") if line]
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int = 4096) -> PreTrainedTokenizerFast:

@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch import LightningModule
 from PIL import Image
 
-from data_modules.sample import GeoSample
+from globe.sample import GeoSample
 
 __all__ = ["RewardBatch", "RewardHead", "CompletionRewardHead", "as_text", "reasoning_of"]
 

@@ -10,9 +10,9 @@ trailing whitespace; a sampled trailing newline is not worth a zero here.
 
 from __future__ import annotations
 
-from data_modules.sample import GeoSample
 from globe.answer import parse_answer
 from globe.rewards.base import CompletionRewardHead
+from globe.sample import GeoSample
 
 __all__ = ["FormatReward"]
 

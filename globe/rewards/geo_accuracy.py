@@ -34,13 +34,13 @@ import math
 from functools import lru_cache
 from typing import Literal
 
-from data_modules.sample import GeoSample
 from globe.answer import parse_answer
 from globe.geo.countries import country_code
 from globe.geo.distance import geodesic_km
 from globe.geo.gazetteer import Gazetteer
 from globe.geo.text import fold
 from globe.rewards.base import CompletionRewardHead
+from globe.sample import GeoSample
 
 __all__ = ["GeoAccuracyReward", "paper_match", "same_country", "accuracy_reward_value", "distance_reward_value"]
 
