@@ -23,8 +23,8 @@ __all__ = ["random_fourier_features", "sample_frequencies"]
 def random_fourier_features(v: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """γ(v) = [cos(2π v Bᵀ), sin(2π v Bᵀ)]; ``v`` ``[..., d]``, ``b`` ``[m, d]`` -> ``[..., 2m]``.
 
-    >>> random_fourier_features(torch.tensor([[0.125, 3.0]]), torch.tensor([[1.0, 0.0]])).round(decimals=6).tolist()
-    [[0.707107, 0.707107]]
+    >>> [round(x, 6) for x in random_fourier_features(torch.tensor([[0.125, 3.0]]), torch.tensor([[1.0, 0.0]]))[0].tolist()]
+    [0.707107, 0.707107]
     """
     angles = 2 * math.pi * (v @ b.T)  # [..., m]
     return torch.cat((torch.cos(angles), torch.sin(angles)), dim=-1)
