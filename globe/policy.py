@@ -175,6 +175,11 @@ class GRPOPolicy(LightningModule):
             ahead with the groups it has (and warns).
         dynamic_sampling_min_std: a kept group also needs a reward std (unbiased) of at least this;
             0 keeps every group whose rewards are not all equal.
+        rollout_batches: training batches a GRPO step rolls out together: its own and
+            ``rollout_batches - 1`` more drawn from the fit loop's stream (``globe.train_batches``,
+            counted in the data position), so a GRPO step can hold more prompts than a warm-start
+            step learns from (the data module has one ``batch_size``). Under dynamic sampling the
+            step's target is ``rollout_batches x batch_size`` informative groups.
     """
 
     def __init__(
@@ -222,6 +227,7 @@ class GRPOPolicy(LightningModule):
         dynamic_sampling: bool = False,
         dynamic_sampling_max_tries: int = 3,
         dynamic_sampling_min_std: float = 0.0,
+        rollout_batches: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["rewards"])
@@ -229,6 +235,8 @@ class GRPOPolicy(LightningModule):
             raise ValueError(f"group_size must be >= 2 for group-normalised advantages, got {group_size}")
         if eval_group_size < 1:
             raise ValueError(f"eval_group_size must be >= 1, got {eval_group_size}")
+        if rollout_batches < 1:
+            raise ValueError(f"rollout_batches must be >= 1, got {rollout_batches}")
         if dynamic_sampling_max_tries < 0 or dynamic_sampling_min_std < 0:
             raise ValueError(
                 f"dynamic_sampling_max_tries and dynamic_sampling_min_std must be >= 0, got "
@@ -364,9 +372,9 @@ class GRPOPolicy(LightningModule):
     @property
     def gazetteer(self):
         if self._gazetteer is None:
-            from globe.geo.gazetteer import Gazetteer
+            from globe.geo.judge import shared_gazetteer
 
-            self._gazetteer = Gazetteer.load()
+            self._gazetteer = shared_gazetteer()  # the instance the reward heads use, not a second copy
         return self._gazetteer
 
     def configure_optimizers(self):
@@ -414,6 +422,7 @@ class GRPOPolicy(LightningModule):
                 reset_optimizer_state(self.optimizers())
         timings = {}
         t0 = time.perf_counter()
+        batch = self.grpo_batch(batch)
         prompts = self.build_prompts(batch)
         completions = self.rollout(prompts)
         timings["time/rollout_s"] = time.perf_counter() - t0
@@ -428,6 +437,33 @@ class GRPOPolicy(LightningModule):
         self._engine_stale = True  # synced before the next rollout (``current_engine``)
         timings["time/optimize_s"] = time.perf_counter() - t2
         self.log_step(batch, completions, rewards, zero_spread, stats, timings)
+
+    def grpo_batch(self, batch: list[GeoSample]) -> list[GeoSample]:
+        """The step's prompts: its own batch and ``rollout_batches - 1`` further training batches.
+
+        A batch is drawn only when every rank can draw one (one all-reduce per batch), so every
+        rank rolls out the same number of prompts and runs the same collectives; when the epoch's
+        stream runs out the step rolls out what it has. A stream that ends early on some rank all
+        the same (shorter than its length) leaves every rank the batches all of them got; a batch
+        drawn beyond that is consumed untrained, with a warning.
+        """
+        wanted = self.hparams.rollout_batches - 1
+        if wanted == 0:
+            return batch
+        source = FitLoopBatches(self.trainer if self._trainer is not None else None)
+        drawn: list[list[GeoSample]] = []
+        for _ in range(wanted):
+            if not self._agree(True, source.can_draw()):
+                break
+            more = source.draw()
+            if more is None:
+                break
+            drawn.append(list(more))
+        usable = -self._all_reduce_max(-len(drawn))
+        if usable < len(drawn):
+            log.warning("rollout_batches: step %d drops %d drawn batch(es): another rank's stream ran out",
+                        self.global_step, len(drawn) - usable)
+        return [*batch, *(s for more in drawn[:usable] for s in more)]
 
     # ------------------------------------------------------------------ dynamic sampling
     def dynamic_sampling_step(self, first: Rollout, timings: dict[str, float]) -> None:
@@ -465,7 +501,7 @@ class GRPOPolicy(LightningModule):
         """Roll out further training batches until this step has enough informative groups
         (``globe.grpo.dynamic_sampling.refill_rounds``); every rank runs the same rounds."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        target = int(getattr(datamodule, "batch_size", 0) or len(first.batch))
+        target = int(getattr(datamodule, "batch_size", 0) or 0) * self.hparams.rollout_batches or len(first.batch)
         source = FitLoopBatches(self.trainer if self._trainer is not None else None)
         rollouts = [first]
 

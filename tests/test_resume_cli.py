@@ -138,3 +138,17 @@ def test_resume_with_dynamic_sampling(tmp_path, tiny_model_dir, geosynth_root, s
     last = torch.load(last / "meta.pt" if last.is_dir() else last, map_location="cpu", weights_only=False)  # FSDP2: a directory
     # 9 steps of 4 prompts ran past an epoch's batches (12 on one rank, 6 on each of two): only refills can do that
     assert all(position["epoch"] >= 1 for position in last["GeoSynth"]["positions"])
+
+
+@pytest.mark.slow
+def test_resume_with_two_batches_per_grpo_step(tmp_path, tiny_model_dir, geosynth_root):
+    """``rollout_batches: 2``: every GRPO step rolls out its own batch and one drawn from the stream
+    (8 prompts of a 4-image batch size); the resumed run draws the same ones."""
+    full = check_exact_resume(tmp_path, tiny_model_dir, geosynth_root, "single", ("--model.init_args.rollout_batches=2",))
+    keys = {step: {key for key, _ in rows} for step, rows in _completions(full).items()}
+    # an epoch has 12 batches: 3 warm-start steps and GRPO steps 3-6 take 11, step 7 gets the epoch's
+    # last batch alone (logged as step 8), step 8 the first two of the next epoch
+    assert {step: len(k) for step, k in keys.items()} == {4: 8, 5: 8, 6: 8, 7: 8, 8: 4, 9: 8}
+    last = torch.load(full / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)
+    (position,) = last["GeoSynth"]["positions"]
+    assert (position["epoch"], sum(position["consumed"])) == (1, 2)
