@@ -140,7 +140,7 @@ class GeoRetrieval(LightningModule):
         return self.image_encoder(self.image_encoder.pixels(images).to(self.device))
 
     def _gather(self, coordinates: torch.Tensor) -> torch.Tensor:
-        if self.trainer is not None and self.trainer.world_size > 1:
+        if self._trainer is not None and self._trainer.world_size > 1:
             return self.all_gather(coordinates).reshape(-1, 2)  # every rank's batch, rank order
         return coordinates
 
