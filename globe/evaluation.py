@@ -1,9 +1,10 @@
-"""From generated text to a scored geographic prediction: parse -> geocode -> compare names.
+"""From generated text to a scored geographic prediction: parse -> judge (geocode, compare).
 
 Used by the policy's validation and test steps (and written out as the predictions CSV that
-``python -m globe.score`` reads back). A completion that cannot be parsed, or whose names the
-gazetteer cannot resolve, gets NaN coordinates: it counts as a miss at every threshold, never as a
-dropped row.
+``python -m globe.score`` reads back and scores with the same judge). The names are judged by
+:class:`globe.geo.judge.GeoJudge`, the project's one rule for "country / city correct". A
+completion that cannot be parsed, or whose names the gazetteer cannot resolve, gets NaN
+coordinates: it counts as a miss at every threshold, never as a dropped row.
 
 With k samples per image (``eval_group_size``), ``first_samples`` keeps the first of each image's
 samples (the metrics reported as with one sample) and ``best_of_k`` the one nearest to the truth
@@ -19,9 +20,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 from globe.answer import parse_answer
-from globe.geo.countries import country_code
 from globe.geo.distance import great_circle_km
 from globe.geo.gazetteer import Gazetteer
+from globe.geo.judge import GeoJudge, GeoTruth
 from globe.rollout.base import Completions
 from globe.sample import GeoSample
 
@@ -64,38 +65,42 @@ def _utf8_safe(text: str) -> str:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def evaluate_completions(gazetteer: Gazetteer, samples: Sequence[GeoSample], texts: Sequence[str]) -> list[Prediction]:
-    """Parse each completion, geocode its (city, country) and compare names with the truth."""
+def evaluate_completions(
+    gazetteer: Gazetteer | GeoJudge, samples: Sequence[GeoSample], texts: Sequence[str]
+) -> list[Prediction]:
+    """Parse each completion and judge its (country, city) against the sample with
+    :class:`globe.geo.judge.GeoJudge` (given, or built on ``gazetteer`` with names judged only
+    against named truth): the geocoded place, and ``country_ok`` / ``city_ok`` as 1 / 0, NaN
+    where the judge cannot judge (no known true country, no true city)."""
+    judge = gazetteer if isinstance(gazetteer, GeoJudge) else GeoJudge(gazetteer)
     parsed = [parse_answer(t) for t in texts]
-    places = gazetteer.geocode_many([(p.city, p.country) for p in parsed])
+    verdicts = judge.judge_many([(p.country, p.city) for p in parsed], [GeoTruth.of(s) for s in samples])
     out = []
-    for sample, text, answer, place in zip(samples, texts, parsed, places):
-        true_cc = country_code(sample.country) if sample.country else None
-        if true_cc is None:
-            country_ok = city_ok = math.nan
-        else:
-            country_ok = float(place is not None and place.country_code == true_cc)
-            city_ok = math.nan if not sample.city else float(
-                bool(country_ok) and answer.city is not None and gazetteer.same_city(answer.city, sample.city, true_cc)
-            )
+    for sample, text, answer, verdict in zip(samples, texts, parsed, verdicts):
+        place = verdict.place
         out.append(
             Prediction(
                 IMG_ID=sample.extra.get("img_id", sample.key),  # the CSV's own id (keys are sanitised)
                 pred_country=answer.country or "",
                 pred_city=answer.city or "",
-                pred_lat=place.lat if place else math.nan,
-                pred_lon=place.lon if place else math.nan,
+                pred_lat=verdict.pred_lat,
+                pred_lon=verdict.pred_lon,
                 pred_level=place.level if place else "",
                 LAT=float(sample.lat),
                 LON=float(sample.lon),
                 country=sample.country or "",
                 city=sample.city or "",
-                country_ok=country_ok,
-                city_ok=city_ok,
+                country_ok=_flag(verdict.country_correct),
+                city_ok=_flag(verdict.city_correct),
                 pred_text=text,
             )
         )
     return out
+
+
+def _flag(decision: bool | None) -> float:
+    """A judge's decision as a CSV / metric value: 1.0, 0.0, or NaN when not judged."""
+    return math.nan if decision is None else float(decision)
 
 
 def _judged(values: Sequence[float]) -> torch.Tensor | None:

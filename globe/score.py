@@ -3,7 +3,7 @@
     python -m globe.score --predictions P.csv --ground-truth G.csv [--out results.json]
 
 Ground truth: a CSV with ``IMG_ID,LAT,LON`` (other columns ignored; optional ``country`` /
-``city`` columns enable ``country_acc`` / ``city_acc`` for name predictions).
+``city`` columns enable ``country_acc`` / ``city_acc`` for predictions that carry names).
 Predictions: ``IMG_ID`` plus one of, checked in this order,
 
 * ``pred_lat,pred_lon`` — coordinates: plain ASCII decimals (:func:`parse_decimal`) with lat in
@@ -12,6 +12,13 @@ Predictions: ``IMG_ID`` plus one of, checked in this order,
 * ``pred_city,pred_country`` — names, geocoded offline (:class:`globe.geo.gazetteer.Gazetteer`,
   city -> country fallback);
 * ``pred_text`` — raw model output, parsed by :func:`globe.answer.parse_answer`, then geocoded.
+
+Country and city accuracy: the names of a prediction (``pred_country,pred_city``, else the
+parsed ``pred_text``, also beside coordinates, as in the policy's predictions CSV) are judged by
+:class:`globe.geo.judge.GeoJudge`, the rule the policy's ``country_acc`` / ``city_acc`` use:
+every ground-truth row whose country the judge knows counts (a missing prediction as a miss),
+rows it cannot judge (no or unknown true country, no true city) are left out of that
+accuracy; ``n_country_judged`` / ``n_city_judged`` are the denominators.
 
 Pipeline: parse -> geocode (per distinct text / name pair, memoised) -> one vectorised
 haversine over all rows -> :class:`globe.metrics.GeoAccuracy`. Nothing is dropped: a
@@ -43,11 +50,11 @@ import numpy as np
 import torch
 
 from globe.answer import parse_answer
-from globe.geo.countries import country_code
 from globe.geo.gazetteer import Gazetteer
+from globe.geo.judge import GeoJudge, GeoTruth, shared_gazetteer
 from globe.metrics import GeoAccuracy, threshold_key
 
-__all__ = ["ScoreInputError", "score_predictions", "read_csv", "parse_decimal", "check_thresholds", "format_table", "main"]
+__all__ = ["ScoreInputError", "score_predictions", "read_csv", "parse_decimal", "check_thresholds", "needs_gazetteer", "format_table", "main"]
 
 DEFAULT_THRESHOLDS_KM = (1, 25, 200, 750, 2500)
 
@@ -149,6 +156,43 @@ def _threshold_arg(text: str) -> float:
     return t
 
 
+def _prediction_names(
+    pred_rows: Sequence[Mapping[str, str]], cols: set[str], form: str, extras: dict
+) -> list[tuple[str | None, str | None]] | None:
+    """The (country, city) each prediction names: from ``pred_country,pred_city`` when present,
+    else parsed from ``pred_text`` (memoised; counts ``n_unparsed`` in the text form); None when
+    the predictions carry no names (coordinates only)."""
+    if {"pred_city", "pred_country"} <= cols:
+        return [((r.get("pred_country") or None), (r.get("pred_city") or None)) for r in pred_rows]
+    if "pred_text" not in cols:
+        return None
+    memo: dict[str, tuple[str | None, str | None]] = {}
+    names = []
+    for r in pred_rows:
+        t = r.get("pred_text") or ""
+        if t not in memo:
+            p = parse_answer(t)
+            memo[t] = (p.country, p.city)
+        names.append(memo[t])
+    if form == "text":
+        extras["n_unparsed"] = sum(1 for k, c in names if c is None and k is None)
+    return names
+
+
+def _decisions(values: Sequence[bool | None]) -> torch.Tensor:
+    """The judge's decisions that were made (None: not judged), as a bool tensor."""
+    return torch.tensor([bool(v) for v in values if v is not None], dtype=torch.bool)
+
+
+def needs_gazetteer(pred_cols: set[str], gt_cols: set[str]) -> bool:
+    """Whether scoring these columns geocodes names: name or text predictions, or coordinates
+    with names beside them judged against ground-truth ``country`` / ``city``."""
+    if not pred_cols:
+        return False
+    names = {"pred_city", "pred_country"} <= pred_cols or "pred_text" in pred_cols
+    return _prediction_form(pred_cols) != "latlon" or (names and bool({"country", "city"} & gt_cols))
+
+
 def score_predictions(
     pred_rows: Iterable[Mapping[str, str]],
     gt_rows: Iterable[Mapping[str, str]],
@@ -157,11 +201,13 @@ def score_predictions(
 ) -> dict:
     """Score predictions (rows as dicts of strings) against ground truth; see the module doc.
 
-    The gazetteer is only needed (and loaded if None) for name or text predictions.
+    The gazetteer (the process's shared one if None) is only needed for names: name or text
+    predictions, or names beside coordinates when the ground truth has ``country`` / ``city``.
     Returns ``acc@{t}km`` for each threshold, ``median_km``, ``n``, ``n_unresolved``,
     ``n_missing``, ``n_predictions``, ``form``, for coordinates ``n_invalid_coords``, for names ``n_city_level`` /
-    ``n_country_level`` (and ``country_acc`` / ``city_acc`` when the ground truth has
-    ``country`` / ``city`` columns).
+    ``n_country_level`` (and ``country_acc`` / ``city_acc`` with ``n_country_judged`` /
+    ``n_city_judged`` when the predictions carry names and the ground truth has ``country`` /
+    ``city`` columns).
     """
     thresholds_km = check_thresholds(thresholds_km)
     gt_rows, pred_rows = list(gt_rows), list(pred_rows)
@@ -201,7 +247,10 @@ def score_predictions(
     pred_lat = np.full(n, np.nan)
     pred_lon = np.full(n, np.nan)
     extras: dict[str, float] = {}
-    names: list[tuple[str | None, str | None]] | None = None
+    names = _prediction_names(pred_rows, cols, form, extras)  # (country, city) per prediction, or None
+    gt_cols = _columns(gt_rows)
+    judged = names is not None and bool({"country", "city"} & gt_cols)
+    judge = GeoJudge(gazetteer if gazetteer is not None else shared_gazetteer()) if form != "latlon" or judged else None
     if form == "latlon":
         la = np.array([parse_decimal(r.get("pred_lat")) for r in pred_rows])
         lo = np.array([parse_decimal(r.get("pred_lon")) for r in pred_rows])
@@ -211,20 +260,7 @@ def score_predictions(
         pred_lat[rows], pred_lon[rows] = la, lo
         extras["n_invalid_coords"] = int((bad & ~blank).sum())
     else:
-        if form == "text":
-            memo: dict[str, tuple[str | None, str | None]] = {}
-            names = []
-            for r in pred_rows:
-                t = r.get("pred_text") or ""
-                if t not in memo:
-                    p = parse_answer(t)
-                    memo[t] = (p.city, p.country)
-                names.append(memo[t])
-            extras["n_unparsed"] = sum(1 for c, k in names if c is None and k is None)
-        else:
-            names = [((r.get("pred_city") or None), (r.get("pred_country") or None)) for r in pred_rows]
-        gaz = gazetteer if gazetteer is not None else Gazetteer.load()
-        places = gaz.geocode_many(names)
+        places = judge.resolve_many(names)
         pred_lat[rows] = [p.lat if p else np.nan for p in places]
         pred_lon[rows] = [p.lon if p else np.nan for p in places]
         extras["n_city_level"] = sum(1 for p in places if p and p.level == "city")
@@ -232,22 +268,28 @@ def score_predictions(
 
     metric = GeoAccuracy(thresholds_km)
     country_ok = city_ok = None
-    gt_cols = _columns(gt_rows)
-    if names is not None and "country" in gt_cols:
-        country_ok = torch.zeros(n, dtype=torch.bool)
-        for (_, pc), i in zip(names, rows):
-            tc = country_code(gt_rows[i]["country"])
-            country_ok[i] = tc is not None and country_code(pc) == tc
-    if names is not None and "city" in gt_cols:
-        gaz = gazetteer if gazetteer is not None else Gazetteer.load()
-        city_ok = torch.zeros(n, dtype=torch.bool)
-        for (pcity, _), i in zip(names, rows):
-            gt = gt_rows[i]
-            city_ok[i] = bool(pcity) and gaz.same_city(pcity, gt["city"], country_code(gt.get("country") or ""))
+    if judged:
+        # every ground-truth row is judged, a missing prediction as an empty answer; rows the
+        # judge cannot judge (no known true country, no true city) are left out, as in evaluation
+        answers: list[tuple[str | None, str | None]] = [(None, None)] * n
+        for name_pair, i in zip(names, rows):
+            answers[i] = name_pair
+        truths = [
+            GeoTruth(r.get("country") or "", r.get("city") or "", float(la), float(lo))
+            for r, la, lo in zip(gt_rows, true_lat, true_lon)
+        ]
+        verdicts = judge.judge_many(answers, truths)
+        if "country" in gt_cols:
+            country_ok = _decisions([v.country_correct for v in verdicts])
+            extras["n_country_judged"] = len(country_ok)
+        if "city" in gt_cols:
+            city_ok = _decisions([v.city_correct for v in verdicts])
+            extras["n_city_judged"] = len(city_ok)
     metric.update(
         torch.from_numpy(pred_lat), torch.from_numpy(pred_lon),
         torch.from_numpy(true_lat), torch.from_numpy(true_lon),
-        country_ok=country_ok, city_ok=city_ok,
+        country_ok=country_ok if country_ok is not None and len(country_ok) else None,
+        city_ok=city_ok if city_ok is not None and len(city_ok) else None,
     )
     res = metric.compute()
     out: dict = {threshold_key(t): float(res[threshold_key(t)]) for t in thresholds_km}
@@ -259,7 +301,7 @@ def score_predictions(
     out["n_predictions"] = len(pred_rows)
     out["form"] = form
     if country_ok is not None:
-        out["country_acc"] = float(res["country_acc"])
+        out["country_acc"] = float(res["country_acc"])  # NaN when no row could be judged
     if city_ok is not None:
         out["city_acc"] = float(res["city_acc"])
     out.update(extras)
@@ -273,7 +315,10 @@ def format_table(result: Mapping) -> str:
         if k.startswith("acc@") or k in ("country_acc", "city_acc"):
             lines.append(f"{k:<22}{100 * v:>11.2f}%")
     lines.append(f"{'median_km':<22}{result['median_km']:>12.1f}")
-    for k in ("n", "n_predictions", "n_unresolved", "n_missing", "n_invalid_coords", "n_unparsed", "n_city_level", "n_country_level"):
+    for k in (
+        "n", "n_predictions", "n_unresolved", "n_missing", "n_invalid_coords", "n_unparsed", "n_city_level",
+        "n_country_level", "n_country_judged", "n_city_judged",
+    ):
         if k in result:
             lines.append(f"{k:<22}{result[k]:>12d}")
     lines.append(f"{'prediction form':<22}{result['form']:>12}")
@@ -299,8 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"{flag}: file not found: {path}")
     try:
         preds, gt = read_csv(args.predictions), read_csv(args.ground_truth)
-        needs_gaz = bool(preds) and "pred_lat" not in _columns(preds)
-        gaz = Gazetteer.load(args.cache_dir) if needs_gaz else None
+        gaz = shared_gazetteer(args.cache_dir) if needs_gazetteer(_columns(preds), _columns(gt)) else None
         result = score_predictions(preds, gt, gaz, thresholds_km=args.thresholds)
     except ScoreInputError as e:
         parser.error(str(e))

@@ -80,8 +80,11 @@ def test_three_forms_agree(gaz):
 
 def test_country_and_city_accuracy_from_gt_names(gaz):
     r = score_predictions(_rows(["IMG_ID", "pred_text"], PRED_TEXT), _gt_rows(with_names=True), gaz)
-    assert r["country_acc"] == pytest.approx(3 / 5)  # France, Germany, Japan
-    assert r["city_acc"] == pytest.approx(2 / 5)  # Paris, Munich == München
+    # nowhere.jpg has no true names: not judged (left out, as in the policy's country_acc);
+    # the unparseable Sydney answer is judged and wrong
+    assert r["n_country_judged"] == 4 and r["n_city_judged"] == 4
+    assert r["country_acc"] == pytest.approx(3 / 4)  # France, Germany, Japan
+    assert r["city_acc"] == pytest.approx(2 / 4)  # Paris, Munich == München
     assert "country_acc" not in score_predictions(_rows(["IMG_ID", "pred_text"], PRED_TEXT), _gt_rows(), gaz)
 
 

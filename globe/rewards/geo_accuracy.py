@@ -9,40 +9,43 @@ The answer's ``country:`` / ``city:`` lines are read with :func:`globe.answer.pa
 
 Name matching (``match``):
 
-* ``"gazetteer"`` (default, better than the paper): countries match when they resolve to the
-  same ISO code (:func:`globe.geo.countries.country_code`: aliases, codes, native names,
-  accents and punctuation folded: "USA" = "United States" = "US"); cities match when they
-  fold-equal or share a GeoNames city among the true country's cities, alternate names
-  included (:meth:`globe.geo.gazetteer.Gazetteer.same_city`: "Munich" = "München").
-  A country name neither side resolves falls back to fold equality.
+* ``"gazetteer"`` (default, better than the paper): the project's one geo rule,
+  :class:`globe.geo.judge.GeoJudge`, the same decisions as the evaluation's ``country_acc`` /
+  ``city_acc`` and ``python -m globe.score``. Countries match when they resolve to the same
+  ISO code (aliases, codes, native names, accents and punctuation folded: "USA" = "United
+  States" = "US"; a missing or unknown country name takes the country of the geocoded city);
+  the city counts only with the right country, when the names fold-equal or share a GeoNames
+  place of the true country, alternate names included ("Munich" = "München"). A sample whose
+  true country cannot be known (unknown name, no usable coordinates) earns 0.
 * ``"paper"``: the paper's test, for reproduction: lower-cased substring either way with a
   length ratio >= ``paper_min_ratio`` (0.7), on the raw strings ("Germany" vs "DE" fails,
   "Munich" vs "München" fails, "York" vs "New York" fails at 4/8 < 0.7).
 
 ``mode="distance"`` replaces the indicator formula by ``exp(-d / tau_km)`` where d is the
-geodesic distance (km) from the gazetteer's geocode of the predicted names (city, else the
+geodesic distance (km) from the judge's geocode of the predicted names (city, else the
 country's capital) to the sample's true coordinates; unresolved names or missing truth score 0.
 
 Deviations from the paper: samples without true names (IM2GPS3K has coordinates only) get
-them from reverse geocoding their coordinates when ``names_from_coordinates`` is on (nearest
-GeoNames place; near borders its country can be wrong), instead of scoring 0.
+them from reverse geocoding their coordinates when ``names_from_coordinates`` is on (the city
+the point is in; near borders its country can be wrong), instead of scoring 0.
 """
 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from collections.abc import Sequence
 from typing import Literal
 
-from globe.answer import parse_answer
-from globe.geo.countries import country_code
+import torch
+
+from globe.answer import ParsedAnswer, parse_answer
 from globe.geo.distance import geodesic_km
 from globe.geo.gazetteer import Gazetteer
-from globe.geo.text import fold
-from globe.rewards.base import CompletionRewardHead
+from globe.geo.judge import GeoJudge, GeoTruth, shared_gazetteer
+from globe.rewards.base import CompletionRewardHead, RewardBatch, as_text
 from globe.sample import GeoSample
 
-__all__ = ["GeoAccuracyReward", "paper_match", "same_country", "accuracy_reward_value", "distance_reward_value"]
+__all__ = ["GeoAccuracyReward", "paper_match", "accuracy_reward_value", "distance_reward_value"]
 
 
 def paper_match(pred: str | None, truth: str | None, min_ratio: float = 0.7) -> bool:
@@ -59,20 +62,6 @@ def paper_match(pred: str | None, truth: str | None, min_ratio: float = 0.7) -> 
     if not p or not t:
         return False
     return (p in t and len(p) / len(t) >= min_ratio) or (t in p and len(t) / len(p) >= min_ratio)
-
-
-def same_country(pred: str | None, truth: str | None) -> bool:
-    """Countries match when both resolve to one ISO code; unresolvable names must fold-equal.
-
-    >>> same_country("USA", "United States"), same_country("Deutschland", "DE"), same_country("France", "Spain")
-    (True, True, False)
-    """
-    if not isinstance(pred, str) or not isinstance(truth, str) or not fold(pred) or not fold(truth):
-        return False
-    a, b = country_code(pred), country_code(truth)
-    if a is not None and b is not None:
-        return a == b
-    return fold(pred) == fold(truth)
 
 
 def accuracy_reward_value(country_ok: bool, city_ok: bool, alpha: float) -> float:
@@ -97,12 +86,6 @@ def distance_reward_value(distance_km: float, tau_km: float) -> float:
     return math.exp(-max(distance_km, 0.0) / tau_km)
 
 
-@lru_cache(maxsize=4)
-def _gazetteer(cache_dir: str | None, min_population: int) -> Gazetteer:
-    """One gazetteer per (cache, city set) per process, shared by every head that needs it."""
-    return Gazetteer.load(cache_dir, min_population=min_population)
-
-
 class GeoAccuracyReward(CompletionRewardHead):
     """R_geo: country/city correctness of the parsed answer (see the module docstring).
 
@@ -116,7 +99,8 @@ class GeoAccuracyReward(CompletionRewardHead):
         paper_min_ratio: length ratio of the paper's substring test.
         require_well_formed: score 0 unless the completion is ``<think>..</think><answer>..</answer>``
             (default: read the answer lines wherever ``parse_answer`` finds them).
-        names_from_coordinates: reverse-geocode the truth's names when the sample has none.
+        names_from_coordinates: take the true country (when the sample's is empty or unknown)
+            and city (when empty) from reverse-geocoding the sample's coordinates.
         gazetteer_cache_dir: where the gazetteer index is cached (default ``$GLOBE_CACHE``
             or ``~/.cache/globe``).
         gazetteer_min_population: GeoNames city set (500, 1000, 5000 or 15000).
@@ -159,51 +143,73 @@ class GeoAccuracyReward(CompletionRewardHead):
 
     @property
     def gazetteer(self) -> Gazetteer:
-        """Loaded on first use (~1 s from the cache), shared across heads of one process."""
+        """Loaded on first use (~1 s from the cache), shared across heads and the policy of one process."""
         if self._gazetteer_instance is None:
-            self._gazetteer_instance = _gazetteer(self.gazetteer_cache_dir, self.gazetteer_min_population)
+            self._gazetteer_instance = shared_gazetteer(self.gazetteer_cache_dir, self.gazetteer_min_population)
         return self._gazetteer_instance
 
     @gazetteer.setter
     def gazetteer(self, value: Gazetteer) -> None:
         self._gazetteer_instance = value
 
+    @property
+    def judge(self) -> GeoJudge:
+        """The project's geo rule over this head's gazetteer (truth from coordinates if enabled)."""
+        return GeoJudge(self.gazetteer, truth_from_coordinates=self.names_from_coordinates)
+
+    @torch.no_grad()
+    def score(self, batch: RewardBatch) -> torch.Tensor:  # [N]
+        """All completions at once: each distinct answer geocoded and each truth reverse-geocoded once."""
+        return self._as_scores(self.score_many([as_text(c) for c in batch.completions], batch.samples))
+
+    def score_one(self, completion: str, sample: GeoSample) -> float:
+        return self.score_many([completion], [sample])[0]
+
+    def score_many(self, completions: Sequence[str], samples: Sequence[GeoSample]) -> list[float]:
+        """R_geo of each completion against its sample (module docstring)."""
+        parsed = [parse_answer(c) for c in completions]
+        keep = [i for i, p in enumerate(parsed) if p.well_formed or not self.require_well_formed]
+        out = [0.0] * len(parsed)
+        if not keep:
+            return out
+        answers = [(parsed[i].country, parsed[i].city) for i in keep]
+        kept_samples = [samples[i] for i in keep]
+        if self.mode == "distance":
+            values = self._distance_scores(answers, kept_samples)
+        elif self.match == "paper":
+            values = [self._paper_score(parsed[i], samples[i]) for i in keep]
+        else:
+            verdicts = self.judge.judge_many(answers, [GeoTruth.of(s) for s in kept_samples])
+            values = [
+                accuracy_reward_value(v.country_correct is True, v.city_correct is True, self.alpha) for v in verdicts
+            ]
+        for i, v in zip(keep, values):
+            out[i] = v
+        return out
+
+    def _distance_scores(self, answers: list[tuple], samples: Sequence[GeoSample]) -> list[float]:
+        places = self.judge.resolve_many(answers)
+        return [
+            0.0 if place is None or not _finite(s.lat, s.lon)
+            else distance_reward_value(geodesic_km(place.lat, place.lon, s.lat, s.lon), self.tau_km)
+            for place, s in zip(places, samples)
+        ]
+
     def _truth_names(self, sample: GeoSample) -> tuple[str, str]:
+        """The paper test's true names: the sample's, else (``names_from_coordinates``) reverse-geocoded."""
         country, city = sample.country or "", sample.city or ""
         if (not country or not city) and self.names_from_coordinates and _finite(sample.lat, sample.lon):
             place = self.gazetteer.reverse(sample.lat, sample.lon)
             country, city = country or place.country_code, city or place.name
         return country, city
 
-    def score_one(self, completion: str, sample: GeoSample) -> float:
-        parsed = parse_answer(completion)
-        if self.require_well_formed and not parsed.well_formed:
-            return 0.0
-        if self.mode == "distance":
-            return self._distance_score(parsed.city, parsed.country, sample)
+    def _paper_score(self, parsed: ParsedAnswer, sample: GeoSample) -> float:
         if not parsed.country:
             return 0.0
         true_country, true_city = self._truth_names(sample)
-        if self.match == "paper":
-            country_ok = paper_match(parsed.country, true_country, self.paper_min_ratio)
-            city_ok = country_ok and paper_match(parsed.city, true_city, self.paper_min_ratio)
-        else:
-            country_ok = same_country(parsed.country, true_country)
-            city_ok = (
-                country_ok
-                and bool(parsed.city)
-                and bool(true_city)
-                and self.gazetteer.same_city(parsed.city, true_city, country_code(true_country))
-            )
+        country_ok = paper_match(parsed.country, true_country, self.paper_min_ratio)
+        city_ok = country_ok and paper_match(parsed.city, true_city, self.paper_min_ratio)
         return accuracy_reward_value(country_ok, city_ok, self.alpha)
-
-    def _distance_score(self, city: str | None, country: str | None, sample: GeoSample) -> float:
-        if not (city or country) or not _finite(sample.lat, sample.lon):
-            return 0.0
-        place = self.gazetteer.geocode(city, country)
-        if place is None:
-            return 0.0
-        return distance_reward_value(geodesic_km(place.lat, place.lon, sample.lat, sample.lon), self.tau_km)
 
 
 def _finite(*values: float) -> bool:
