@@ -216,3 +216,11 @@ def test_reward_tiers_are_the_judges_decisions(names_from_coordinates):
     )
     # the coordinates-only sample: no credit unless the truth is taken from its coordinates
     assert by_key["im2gps"] == (1.0 if names_from_coordinates else 0.0)
+
+
+def test_the_policy_and_the_reward_heads_share_one_gazetteer(tmp_path):
+    from globe.policy import GRPOPolicy
+
+    head = GeoAccuracyReward()
+    policy = GRPOPolicy(model_path=str(tmp_path / "never-loaded"), rewards=[head])  # the model loads in configure_model
+    assert policy.gazetteer is head.gazetteer is shared_gazetteer()

@@ -36,7 +36,6 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from data_modules.sample import GeoSample
 from globe.metrics import GeoAccuracy
 from globe.retrieval.gallery import GPSGallery
 from globe.retrieval.gallery_csv import read_gallery_csv
@@ -46,6 +45,7 @@ from globe.retrieval.location_encoder import LocationEncoder
 from globe.retrieval.loss import contrastive_loss, false_negative_mask
 from globe.retrieval.queue import GPSQueue
 from globe.retrieval.seen_locations import SeenLocations
+from globe.sample import GeoSample
 
 __all__ = ["GeoRetrieval"]
 
