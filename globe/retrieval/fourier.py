@@ -26,7 +26,7 @@ def random_fourier_features(v: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     >>> [round(x, 6) for x in random_fourier_features(torch.tensor([[0.125, 3.0]]), torch.tensor([[1.0, 0.0]]))[0].tolist()]
     [0.707107, 0.707107]
     """
-    angles = 2 * math.pi * (v @ b.T)  # [..., m]
+    angles = (2 * math.pi * v) @ b.T  # [..., m]; this order is GeoCLIP's (same float32 rounding)
     return torch.cat((torch.cos(angles), torch.sin(angles)), dim=-1)
 
 
