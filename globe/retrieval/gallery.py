@@ -96,12 +96,13 @@ class GPSGallery:
         if coordinates.shape[0] == 0:
             raise ValueError("an empty gallery cannot answer a query")
         self.coordinates = coordinates
-        self.embeddings = F.normalize(embeddings.detach().float(), dim=-1)
         self.backend = backend
+        self.dim = embeddings.shape[1]
+        normalised = F.normalize(embeddings.detach().float(), dim=-1)
         if backend == "matmul":
-            self.index: MatmulIndex | FaissIndex = MatmulIndex(self.embeddings)
+            self.index: MatmulIndex | FaissIndex = MatmulIndex(normalised)
         elif backend == "faiss":
-            self.index = FaissIndex(self.embeddings)
+            self.index = FaissIndex(normalised)  # faiss keeps its own copy; ours is dropped
         else:
             raise ValueError(f"backend must be 'matmul' or 'faiss', got {backend!r}")
 
@@ -128,6 +129,5 @@ class GPSGallery:
         return GalleryHits(self.coordinates[indices], scores, indices)
 
     def nbytes(self) -> int:
-        """Bytes held by the embeddings (one float32 copy; faiss keeps its own second copy)."""
-        return self.embeddings.numel() * 4 * (2 if self.backend == "faiss" else 1)
-
+        """Bytes of the indexed embeddings (float32, one copy in either backend)."""
+        return len(self) * self.dim * 4
