@@ -5,7 +5,8 @@ usable):
 
 * ``localizable: yes|no`` (also ``true|false``, ``Localizability - Yes``, markdown around it);
 * ``score: X`` with X in [0, 1]; ``85%``, ``8/10`` and ``85/100`` are read as fractions; a
-  number above 1 without such a unit is ``bad_score`` (not guessed);
+  number above 1 without such a unit is ``bad_score`` (not guessed); a number glued to letters
+  (``1e999``, ``0.8x``) is not read;
 * the reasoning: the ``<think>`` text (:func:`globe.answer.parse_answer`);
 * the answer's ``country`` and ``city`` (:func:`globe.answer.parse_answer`: tags optional,
   the last value wins, placeholders such as ``unknown`` count as missing).
@@ -40,7 +41,7 @@ PROBLEMS = ("not_text", "too_long", "no_judgement", "no_score", "bad_score", "no
 _SEP = r"[\s*_`]*+(?:[:：=?]|(?<=\s)[-–—])[\s*_`\"'\[(]*+"
 _JUDGEMENT = re.compile(r"(?<!\w)locali[sz]ab(?:le|ility)" + _SEP + r"(yes|no|true|false)(?!\w)", re.I)
 _SCORE = re.compile(
-    r"(?<!\w)score" + _SEP + r"(\d++(?:\.\d++)?+|\.\d++)(?:\s*+(%|/\s*+(?:100|10|1)(?!\d)))?+", re.I)
+    r"(?<!\w)score" + _SEP + r"(\d++(?:\.\d++)?+|\.\d++)(?!\w)(?:\s*+(%|/\s*+(?:100|10|1)(?!\d)))?+", re.I)
 _THINK_OPEN = re.compile(r"<think>", re.I)
 _THINK_CLOSE = re.compile(r"</think>", re.I)
 

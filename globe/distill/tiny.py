@@ -3,7 +3,7 @@
 * :func:`build_tiny_segformer` — a SegFormer with a handful of geo classes (ADE20K-style names
   the concept vocabulary knows), random weights, its ``preprocessor_config.json``: it drives
   the segmentation filter's real path (``SegmentationLabels``) with made-up classes;
-* :func:`build_tiny_text_encoder` — a 2-layer BERT and a byte-level BPE tokenizer trained offline: the agreement filter's ``reasoning: embedding`` path.
+* :func:`build_tiny_text_encoder` — a 2-layer BERT and a word-level tokenizer trained offline: the agreement filter's ``reasoning: embedding`` path.
 
 (The tiny VLM teachers are ``globe.models.tiny.build_tiny_qwen2_5_vl``.)
 """
@@ -40,18 +40,30 @@ def build_tiny_segformer(out_dir: str | Path, labels: Sequence[str] = TINY_SEGME
     return out
 
 
-def build_tiny_text_encoder(out_dir: str | Path, seed: int = 0) -> Path:
-    """A random 2-layer BERT with a small byte-level BPE tokenizer at ``out_dir`` (reused if present)."""
-    from transformers import BertConfig, BertModel
+def _word_tokenizer():
+    """A whitespace word-level tokenizer over the concept vocabulary and a few prompt words (offline)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
 
-    from globe.models.tiny import default_corpus, train_tokenizer
+    from globe.distill.prompt import DISTILL_PROMPT
+    from globe.rewards.visual_concepts import ConceptVocabulary
+
+    corpus = [DISTILL_PROMPT, *ConceptVocabulary.load().phrases()]
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]"], show_progress=False))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
+
+
+def build_tiny_text_encoder(out_dir: str | Path, seed: int = 0) -> Path:
+    """A random 2-layer BERT with a word-level tokenizer at ``out_dir`` (reused if present)."""
+    from transformers import BertConfig, BertModel
 
     out = Path(out_dir)
     if (out / "config.json").exists():
         return out
-    tokenizer = train_tokenizer(default_corpus(), vocab_size=1024)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token or "<|endoftext|>"
+    tokenizer = _word_tokenizer()
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)
