@@ -299,11 +299,12 @@ class RawImageStream(IterableDataset):
         for chunk, samples, account in chunks:
             batch: list[DistillSample] = []
             for sample in samples:
-                batch.append(sample)
-                if len(batch) == self.batch_size:
+                if len(batch) == self.batch_size:  # a full batch goes once the next sample shows it is not the last
                     yield ChunkBatch(batch, chunk)
                     batch = []
-            # the chunk's rows are all read: its last batch (possibly empty) carries the counts
+                batch.append(sample)
+            # the chunk's rows are all read: its last batch (empty only when nothing was usable) carries
+            # the counts; so a chunk of n usable samples is ceil(n / batch_size) batches (1 when n = 0)
             yield ChunkBatch(batch, chunk, True, account.rows, dict(account.skipped), account.examples)
         self.stats.check(final=True)
 

@@ -84,10 +84,12 @@ def test_chunks_batches_and_resume_skip(folder):
     dm.setup()
     assert dm.num_chunks == 4 and dm.chunking()["rows"] == 10
     batches = _batches(dm)
-    # chunk 0 = rows 1-3 (a, sub/b, ../secret): one full batch then its (empty) last batch;
-    # chunk 1 = rows 4-6 (absolute, link, broken): nothing usable, still a last batch
-    assert [(b.chunk, len(b), b.chunk_end) for b in batches] == [(0, 2, False), (0, 0, True), (1, 0, True), (2, 1, True), (3, 0, True)]
+    # chunk 0 = rows 1-3 (a, sub/b, ../secret): one full batch, its last; chunk 1 = rows 4-6 (absolute,
+    # link, broken): nothing usable, still a last batch; chunk 2 = c.png, missing, the repeated a.jpg
+    assert [(b.chunk, len(b), b.chunk_end) for b in batches] == [(0, 2, True), (1, 0, True), (2, 1, True), (3, 0, True)]
     assert len(dm.predict_dataloader()) >= len(batches)  # the length is an upper bound (the progress bar's total)
+    full = RawImages(csv_path=str(csv_path), images=str(images), chunk_size=2, batch_size=1)
+    assert [len(b) for b in _batches(full) if b.chunk == 0] == [1, 1]  # a last batch is never an extra empty one
     dm.skip_chunks({0, 2})
     assert [b.chunk for b in _batches(dm)] == [1, 3]
 
