@@ -71,6 +71,7 @@ from globe.grpo.microbatch import group_chunks, slice_prompt_inputs
 from globe.grpo.optimizer_state import reset_optimizer_state
 from globe.grpo.step_stats import combine_chunks, combine_passes
 from globe.metrics import GeoAccuracy
+from globe.models.backbones import backbone_for
 from globe.models.loading import LoraConfigSpec, ReferencePolicy, load_vlm, resolve_dtype
 from globe.models.sharding import full_tensor, shard_vlm
 from globe.output_files import atomic_writer, check_writable_dir, check_writable_file
@@ -119,8 +120,10 @@ class GRPOPolicy(LightningModule):
     """GRPO on a Hugging Face VLM. Every argument is a config key (``model.init_args.<name>``).
 
     Args:
-        model_path: local Hugging Face model directory (Qwen2.5-VL first).
-        build_tiny_if_missing: build the tiny demo Qwen2.5-VL at ``model_path`` when absent.
+        model_path: local Hugging Face model directory of a family with an adapter
+            (``globe.models.backbones``: the paper's first, others by their ``model_type``).
+        build_tiny_if_missing: build a tiny demo model at ``model_path`` when absent: ``true`` for
+            the default family, or a backbone name (``python -m globe.models.tiny --backbone NAME``).
         dtype: ``auto`` (bf16 on GPU, fp32 on CPU), ``float32`` or ``bfloat16``.
         lora: LoRA adapters (peft) on the language model; ``None`` = full fine-tuning.
         gradient_checkpointing: trade compute for activation memory.
@@ -185,7 +188,7 @@ class GRPOPolicy(LightningModule):
     def __init__(
         self,
         model_path: str,
-        build_tiny_if_missing: bool = False,
+        build_tiny_if_missing: bool | str = False,
         dtype: Literal["auto", "float32", "bfloat16"] = "auto",
         lora: LoraConfigSpec | None = None,
         gradient_checkpointing: bool = False,
@@ -284,9 +287,9 @@ class GRPOPolicy(LightningModule):
         if not path.exists():
             if not hp.build_tiny_if_missing:
                 raise FileNotFoundError(f"model_path {path} does not exist (set build_tiny_if_missing for the demo model)")
-            from globe.models.tiny import build_tiny_qwen2_5_vl
+            from globe.models.tiny import build_tiny
 
-            build_tiny_qwen2_5_vl(path)
+            build_tiny(path, backbone=None if hp.build_tiny_if_missing is True else hp.build_tiny_if_missing)
         self.model, self.processor = load_vlm(str(path), dtype=hp.dtype, lora=self.lora, gradient_checkpointing=hp.gradient_checkpointing)
         self.model.train()  # from_pretrained returns eval mode; reward heads stay frozen in eval
         fitting = self._trainer is None or self.trainer.state.fn == "fit"
@@ -327,7 +330,7 @@ class GRPOPolicy(LightningModule):
             raise ValueError(
                 f"GRPOPolicy does not run under {type(strategy).__name__}; shard with FSDP2: trainer.strategy "
                 "class_path lightning.pytorch.strategies.ModelParallelStrategy, init_args {data_parallel_size: N, "
-                "tensor_parallel_size: 1} (see configs/grpo/paper_qwen2_5_vl_7b.yaml, docs/distributed.md)"
+                "tensor_parallel_size: 1} (see the paper configs in configs/grpo/, docs/distributed.md)"
             )
 
     def _data_parallel_mesh(self):
@@ -795,7 +798,7 @@ class GRPOPolicy(LightningModule):
         lr = optimizer.param_groups[0]["lr"]
         prompts = self.build_prompts(batch)
         tok = self.processor.tokenizer
-        eos = tok.convert_tokens_to_ids("<|im_end|>")
+        eos = backbone_for(self.model).end_of_turn_id(tok)  # the target ends the assistant turn
         encoded = [tok(t, add_special_tokens=False).input_ids + [eos] for t in targets]
         width = max(len(e) for e in encoded)
         ids = torch.full((len(encoded), width), tok.pad_token_id, dtype=torch.long)

@@ -1,30 +1,30 @@
 """Slicing a rollout batch into micro-batches of whole groups (prompts), for gradient accumulation.
 
-Processor outputs hold per-prompt rows (``input_ids`` ``[B, P]``...) and per-image patch rows
-(``pixel_values`` ``[sum_i t_i*h_i*w_i, D]``, one block per image in prompt order, sizes given by
-``image_grid_thw`` ``[I, 3]``). A slice of prompts must take the matching blocks of patches.
+Processor outputs hold per-prompt rows (``input_ids`` ``[B, P]``...), per-image rows and per-image
+blocks of pixel rows (patches or tiles, one block per image in prompt order). A slice of prompts must
+take its images' rows and blocks; which tensors are which, and how long each block is, is the model
+family's layout (``VLMBackbone.slice_inputs``), recognised from the tensors the processor produced.
 """
 
 from __future__ import annotations
 
 import torch
 
+from globe.models.backbones import VLMBackbone, backbone_for_inputs
 
-def slice_prompt_inputs(inputs: dict[str, torch.Tensor], start: int, end: int, images_per_prompt: int = 1) -> dict[str, torch.Tensor]:
-    """Prompts ``start:end`` of a processor batch (each prompt with ``images_per_prompt`` images)."""
-    out = {}
-    grid = inputs.get("image_grid_thw")
-    for key, value in inputs.items():
-        if key == "pixel_values":
-            patches = grid.prod(dim=1)  # [I]
-            offsets = torch.cat([patches.new_zeros(1), patches.cumsum(0)])  # [I + 1]
-            lo, hi = offsets[start * images_per_prompt], offsets[end * images_per_prompt]
-            out[key] = value[lo:hi]
-        elif key == "image_grid_thw":
-            out[key] = value[start * images_per_prompt : end * images_per_prompt]
-        else:
-            out[key] = value[start:end]
-    return out
+_TEXT_ONLY = VLMBackbone()
+
+
+def slice_prompt_inputs(
+    inputs: dict[str, torch.Tensor], start: int, end: int, images_per_prompt: int = 1, backbone: VLMBackbone | None = None
+) -> dict[str, torch.Tensor]:
+    """Prompts ``start:end`` of a processor batch (each prompt with ``images_per_prompt`` images).
+
+    ``backbone``: the family whose processor made ``inputs``; ``None``: recognised from its tensors
+    (text-only inputs are sliced by rows)."""
+    if backbone is None:
+        backbone = backbone_for_inputs(inputs, default=_TEXT_ONLY)
+    return backbone.slice_inputs(inputs, start, end, images_per_prompt)
 
 
 def group_chunks(num_prompts: int, prompts_per_chunk: int | None) -> list[tuple[int, int]]:

@@ -1,12 +1,15 @@
 """Load a local Hugging Face vision-language model and its processor, optionally with LoRA adapters.
 
-- Any directory ``AutoModelForImageTextToText`` reads (Qwen2.5-VL first). Nothing is downloaded.
+- Any directory ``AutoModelForImageTextToText`` reads; the families with an adapter
+  (``globe.models.backbones``: the chat prompt, extra inputs, stop tokens...) are the ones the
+  trainer runs. Nothing is downloaded.
 - ``dtype="auto"``: bfloat16 when a GPU is present, float32 on the CPU (bf16 matmuls are slow there).
-- Processor: for Qwen2.5-VL without a working torchvision, ``ImageOnlyQwen2_5_VLProcessor`` (the
-  stock processor builds a video processor that needs torchvision); otherwise ``AutoProcessor``.
-- LoRA (peft) on the language model's attention and MLP projections only. The vision tower of
-  Qwen2.5-VL has modules with the same names (``visual.blocks.*.mlp.gate_proj``...), so the default
-  target is a regular expression that excludes it.
+- Processor: the family's (``VLMBackbone.load_processor``: image-only without a working
+  torchvision, whose absence breaks the stock processors' video half); ``AutoProcessor`` for a
+  directory of no registered family.
+- LoRA (peft) on the language model's attention and MLP projections only. Vision towers have
+  modules with the same names (``visual.blocks.*.mlp.gate_proj``...), so the default target is the
+  family's regular expression that excludes its tower (``VLMBackbone.lora_target_modules``).
 - Gradient checkpointing uses non-reentrant checkpoints (no ``enable_input_require_grads`` needed
   under LoRA, where the embeddings are frozen).
 - ``ReferencePolicy``: pi_ref of the KL term; the LoRA policy with adapters disabled, or a frozen copy.
@@ -23,12 +26,13 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from globe.grpo.logprobs import completion_logprobs
-from globe.models.processor import ImageOnlyQwen2_5_VLProcessor
+from globe.models.backbones import backbone_for
 
-# Attention and MLP projections of the language model; anything under a vision tower is excluded.
+# Attention and MLP projections of the language model; anything under a vision tower is excluded
+# (the common tower names; each family's own regex is ``VLMBackbone.lora_target_modules``).
 # peft full-matches a string target against every module name, e.g.
 # "model.language_model.layers.0.self_attn.q_proj" (in) vs "model.visual.blocks.0.mlp.gate_proj" (out).
 LANGUAGE_MODEL_PROJECTIONS = (
@@ -50,8 +54,9 @@ class LoraConfigSpec:
     """Dropout on the adapter input (training only). 0 by default: under RL, dropout makes the
     rollout-time and training-time log-probs differ for the same weights (ratio != 1), as TRL's
     ``disable_dropout`` notes; set it for supervised training (e.g. the reward model)."""
-    target_modules: str | list[str] = LANGUAGE_MODEL_PROJECTIONS
-    """Module-name regex (full match) or list of name suffixes; default: language-model projections."""
+    target_modules: str | list[str] | None = None
+    """Module-name regex (full match) or list of name suffixes; ``None``: the language model's
+    projections, outside the vision tower of the model's family."""
 
 
 def resolve_dtype(dtype: Dtype | torch.dtype) -> torch.dtype:
@@ -79,22 +84,27 @@ def torchvision_works() -> bool:
 
 
 def load_processor(path: str | Path):
-    """The processor of a local model directory (image-only for Qwen2.5-VL without torchvision)."""
-    model_type = AutoConfig.from_pretrained(str(path)).model_type
-    if model_type == "qwen2_5_vl" and not torchvision_works():
-        return ImageOnlyQwen2_5_VLProcessor.from_pretrained(path)
-    return AutoProcessor.from_pretrained(str(path))
+    """The processor of a local model directory: its family's (image-only without torchvision),
+    ``AutoProcessor``'s for a family without an adapter."""
+    backbone = backbone_for(path, default=None)
+    if backbone is None:
+        return AutoProcessor.from_pretrained(str(path))
+    return backbone.load_processor(path)
 
 
 def apply_lora(model: torch.nn.Module, lora: LoraConfigSpec) -> torch.nn.Module:
     """Wrap ``model`` in a peft ``PeftModel`` whose only trainable parameters are the adapters."""
     from peft import LoraConfig, get_peft_model
 
+    target_modules = lora.target_modules
+    if target_modules is None:
+        backbone = backbone_for(model, default=None)
+        target_modules = backbone.lora_target_modules if backbone is not None else LANGUAGE_MODEL_PROJECTIONS
     config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
+        target_modules=target_modules,
         bias="none",
     )
     return get_peft_model(model, config)

@@ -1,7 +1,8 @@
 """R_loc: a vision-language reward model that scores P(localizable | image, reasoning).
 
-Model (as in the paper): a VLM (any local Hugging Face directory :func:`load_vlm` reads;
-Qwen2.5-VL-7B with LoRA in the paper, the tiny Qwen2.5-VL in the demo) sees a system prompt
+Model (as in the paper): a VLM (a local Hugging Face directory of any family with an adapter,
+``globe.models.backbones``; the paper's 7B policy backbone with LoRA, a tiny random model in the
+demo) sees a system prompt
 asking whether the image is localizable, then the image and the reasoning, and answers with
 its next token. With Y and N the token ids of the yes / no words (first token of "yes",
 "Yes", "YES" and of "no", "No", "NO")::
@@ -10,7 +11,10 @@ its next token. With Y and N the token ids of the yes / no words (first token of
     R_loc = P(yes) / (P(yes) + P(no)) = sigmoid(l_yes - l_no)
 
 which is the paper's ``pos_prob / (pos_prob + neg_prob)`` over the same token sets, computed
-exactly from the logits instead of from an HTTP server's top-5 log-probs.
+exactly from the logits instead of from an HTTP server's top-5 log-probs. The prompt, the
+processor call (with the extra inputs the model's positions need: 3-D image positions are
+built from the image token types, which :meth:`encode` always asks the processor for), the vision
+tower's names and the smallest image side come from the backbone.
 
 Training (``python cli.py fit --config configs/reward/localizability.yaml``): cross-entropy
 on the two logits ``[l_no, l_yes]`` with label 1 for localizable image + its own reasoning, 0
@@ -57,6 +61,7 @@ from torchmetrics.classification import BinaryAUROC
 from torchmetrics.functional.classification import binary_auroc
 
 from globe.answer import parse_answer
+from globe.models.backbones import DEFAULT_TINY_PATH, backbone_for
 from globe.models.loading import Dtype, LoraConfigSpec, load_vlm
 from globe.rewards.base import RewardBatch, RewardHead, as_text, reasoning_of
 
@@ -68,7 +73,6 @@ PAPER_QUESTION = (
     "locatable, then output \u201cyes\u201d or \u201cno\u201d directly.\n"
 )
 SETTINGS_FILE = "globe_localizability.json"
-_VISION_NAMES = ("visual", "vision_tower", "vision_model")
 
 
 class CheckpointLoadError(ValueError):
@@ -134,8 +138,9 @@ class LocalizabilityReward(RewardHead):
 
     Args:
         model_path: local Hugging Face VLM directory (the backbone).
-        build_tiny_if_missing: build the tiny random Qwen2.5-VL at ``model_path`` if it does
-            not exist (demo and tests).
+        build_tiny_if_missing: build a tiny random model at ``model_path`` if it does not exist
+            (demo and tests): ``true`` for the default family, or a backbone name
+            (``globe.models.backbones``).
         lora: LoRA adapters on the language model (``None``: fine-tune every parameter,
             see ``freeze_vision``).
         adapter_path: a saved peft adapter directory to start from (or to score with).
@@ -169,8 +174,8 @@ class LocalizabilityReward(RewardHead):
 
     def __init__(
         self,
-        model_path: str = "artifacts/tiny-qwen2.5-vl",
-        build_tiny_if_missing: bool = False,
+        model_path: str = DEFAULT_TINY_PATH,
+        build_tiny_if_missing: bool | str = False,
         lora: LoraConfigSpec | None = None,
         adapter_path: str | None = None,
         freeze_vision: bool = True,
@@ -221,9 +226,9 @@ class LocalizabilityReward(RewardHead):
         if not path.exists():
             if not build_tiny_if_missing:
                 raise FileNotFoundError(f"no model directory at {model_path} (set build_tiny_if_missing: true for the demo)")
-            from globe.models.tiny import build_tiny_qwen2_5_vl
+            from globe.models.tiny import build_tiny
 
-            build_tiny_qwen2_5_vl(path)
+            build_tiny(path, backbone=None if build_tiny_if_missing is True else build_tiny_if_missing)
         if adapter_path is None:
             self.model, self.processor = load_vlm(path, dtype=dtype, lora=lora)
         else:  # saved adapters: trainable again when ``lora`` is given, frozen otherwise
@@ -231,9 +236,10 @@ class LocalizabilityReward(RewardHead):
 
             base, self.processor = load_vlm(path, dtype=dtype, lora=None)
             self.model = PeftModel.from_pretrained(base, adapter_path, is_trainable=lora is not None)
+        self.backbone = backbone_for(self.model)
         if lora is None and freeze_vision:
             for pname, param in self.model.named_parameters():
-                if any(f".{v}." in f".{pname}" for v in _VISION_NAMES):
+                if self.backbone.is_vision_parameter(pname):
                     param.requires_grad_(False)
         self.model.train()  # from_pretrained returns eval mode and Lightning keeps submodule modes
         tokenizer = self.processor.tokenizer
@@ -280,20 +286,20 @@ class LocalizabilityReward(RewardHead):
         image = image.convert("RGB") if image.mode != "RGB" else image
         if self.max_image_pixels and image.width * image.height > self.max_image_pixels:
             s = (self.max_image_pixels / (image.width * image.height)) ** 0.5
-            image = image.resize((max(28, int(image.width * s)), max(28, int(image.height * s))), Image.BICUBIC)
+            side = self.backbone.min_image_side  # never below what the processor accepts
+            image = image.resize((max(side, int(image.width * s)), max(side, int(image.height * s))), Image.BICUBIC)
         return image
 
     def encode(self, images: list[Image.Image], texts: list[str]) -> dict[str, torch.Tensor]:
-        """Processor inputs for B (image, already-extracted text) pairs, left-padded, on device."""
-        prompts = [
-            self.processor.apply_chat_template(self._messages(t), tokenize=False, add_generation_prompt=True) for t in texts
-        ]
-        inputs = self.processor(text=prompts, images=[self._image(im) for im in images], return_tensors="pt", padding=True)
-        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        """Processor inputs for B (image, already-extracted text) pairs, left-padded, on device,
+        with the family's extra inputs (e.g. the image token types 3-D positions are built from)."""
+        prompts = [self.backbone.chat_text(self.processor, self._messages(t)) for t in texts]
+        inputs = self.backbone.encode(self.processor, prompts, [self._image(im) for im in images], padding_side="left")
+        return {k: v.to(self.device) for k, v in inputs.items()}
 
     # ------------------------------------------------------------------ model
     def answer_logits(self, images: list[Image.Image], texts: list[str]) -> torch.Tensor:  # [B, 2] = [l_no, l_yes]
-        out = self.model(**self.encode(images, texts), logits_to_keep=1)
+        out = self.model(**self.backbone.model_inputs(self.encode(images, texts)), logits_to_keep=1)
         last = out.logits[:, -1].float()  # [B, V]
         yes = last[:, self.yes_ids].logsumexp(-1)
         no = last[:, self.no_ids].logsumexp(-1)

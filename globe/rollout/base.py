@@ -33,10 +33,10 @@ class SamplingConfig:
 
 @dataclass
 class PromptBatch:
-    """B prompts. ``texts`` are chat-templated with ONE un-expanded ``<|image_pad|>`` (what vLLM
+    """B prompts. ``texts`` are chat-templated with ONE un-expanded image placeholder each (what vLLM
     wants); ``inputs`` is the HF processor's output for the same prompts (expanded image tokens,
-    left padding): ``input_ids`` [B, P], ``attention_mask`` [B, P], ``pixel_values``,
-    ``image_grid_thw`` [B, 3], ``mm_token_type_ids`` [B, P]."""
+    left padding): ``input_ids`` [B, P], ``attention_mask`` [B, P], ``pixel_values`` and the model
+    family's extra inputs (``globe.models.backbones``: image grids or tile counts, token types)."""
 
     images: list[Image.Image]
     texts: list[str]

@@ -5,8 +5,12 @@ the ``PeftModel``), so it always samples from the current weights and ``sync_wei
 Fast for small models on the CPU; on GPUs at scale the vLLM engine is the fast path.
 
 Sampling follows the policy's own distribution: ``repetition_penalty`` and similar defaults a
-checkpoint's ``generation_config.json`` may carry are switched off (Qwen2.5-VL-Instruct ships
-``repetition_penalty=1.05``), otherwise the samples would not come from the policy being trained.
+checkpoint's ``generation_config.json`` may carry are switched off (instruction-tuned checkpoints
+ship e.g. ``repetition_penalty=1.05``), otherwise the samples would not come from the policy being
+trained.
+
+The model's family (``globe.models.backbones``) gives the stop tokens and which of the processor's
+tensors ``generate`` takes (bookkeeping such as per-image tile counts is left out).
 
 Under FSDP2 (``globe.models.sharding``) every forward gathers parameters collectively, so the
 ranks must step together: ``synced_gpus=True`` keeps a rank whose sequences are finished stepping
@@ -23,6 +27,7 @@ from collections.abc import Iterable
 
 import torch
 
+from globe.models.backbones import VLMBackbone, backbone_for
 from globe.models.sharding import is_sharded
 from globe.rollout.base import Completions, PromptBatch, RolloutEngine, SamplingConfig
 from globe.rollout.prompts_batch import prompt_inputs_to
@@ -51,19 +56,25 @@ class HFRolloutEngine(RolloutEngine):
     Args:
         model: the policy (a Hugging Face VLM, or a ``PeftModel`` around one).
         processor: its processor (or tokenizer): decodes the completions, gives EOS and pad ids.
-        eos_token_ids: tokens that end a completion; default: the tokenizer's EOS, ``<|im_end|>``
-            and ``<|endoftext|>`` when the vocabulary has them, and the model's generation-config EOS.
+        eos_token_ids: tokens that end a completion; default: the tokenizer's EOS, the family's
+            end-of-turn / end-of-text tokens when the vocabulary has them, and the model's
+            generation-config EOS.
+        backbone: the model's family; ``None``: read from the model's config (a model of no
+            registered family gets text-only inputs and the tokenizer's EOS).
     """
 
-    def __init__(self, model: torch.nn.Module, processor, eos_token_ids: Iterable[int] | None = None) -> None:
+    def __init__(
+        self, model: torch.nn.Module, processor, eos_token_ids: Iterable[int] | None = None, backbone: VLMBackbone | None = None
+    ) -> None:
         self.model = model
+        self.backbone = backbone if backbone is not None else backbone_for(model, default=VLMBackbone())
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.eos_token_ids = sorted(set(eos_token_ids)) if eos_token_ids is not None else self._default_eos_ids()
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad) if pad is not None else self.eos_token_ids[0]
 
     def _default_eos_ids(self) -> list[int]:
-        return default_stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None))
+        return default_stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None), self.backbone)
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Sample from ``model`` from now on (the same module: nothing to copy)."""
@@ -77,7 +88,7 @@ class HFRolloutEngine(RolloutEngine):
         touching the global random state; without one, the global generator is used."""
         model = self.model
         device = next(model.parameters()).device
-        inputs = prompt_inputs_to(prompts.inputs, device)
+        inputs = prompt_inputs_to(self.backbone.model_inputs(prompts.inputs), device)
         greedy = sampling.temperature <= 0
         options = dict(
             do_sample=not greedy,

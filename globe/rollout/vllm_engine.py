@@ -7,9 +7,11 @@ same Hugging Face directory the trainer loads.
 
 Algorithm per call:
 
-1. ``generate``: every prompt goes in as its chat-templated text with ONE un-expanded
-   ``<|image_pad|>`` plus the image as ``multi_modal_data`` (vLLM expands the placeholder itself;
-   ids already expanded by the HF processor would be expanded a second time, silently wrong). One
+1. ``generate``: every prompt goes in as its chat-templated text with ONE un-expanded image
+   placeholder plus the image as ``multi_modal_data`` (vLLM expands the placeholder itself; ids
+   already expanded by the HF processor would be expanded a second time, silently wrong). The
+   model directory's family (``globe.models.backbones``) says what the placeholder is, how a
+   request carries it, which tokens stop a completion and the multimodal limits. One
    ``SamplingParams`` per prompt with ``n`` samples and ``logprobs=0`` (the sampled token's
    log-prob only). Seeds: prompt b gets ``seed + b * n`` and vLLM gives its sample j
    ``seed + b * n + j``, so all B * n samples are distinct and the call is reproducible.
@@ -56,13 +58,13 @@ from typing import Literal
 
 import torch
 
+from globe.models.backbones import backbone_for
 from globe.rollout.base import Completions, PromptBatch, RolloutEngine, SamplingConfig
 from globe.rollout.stop_tokens import default_stop_token_ids
 from globe.rollout.vllm_weights import hf_named_weights
 
 log = logging.getLogger(__name__)
 
-IMAGE_PLACEHOLDER = "<|image_pad|>"
 LogprobsMode = Literal["raw_logprobs", "processed_logprobs"]
 
 
@@ -133,7 +135,7 @@ class VLLMRolloutEngine(RolloutEngine):
 
     Args:
         model_path: the Hugging Face model directory the trainer loads (config, weights, tokenizer,
-            the stock Qwen2.5-VL processor files).
+            the stock processor files of its family).
         dtype: weights / activations dtype in vLLM: ``"auto"`` (the checkpoint's), ``"bfloat16"``,
             ``"float32"``... Use the trainer's dtype for the smallest log-prob mismatch.
         max_model_len: longest prompt + completion in tokens.
@@ -153,8 +155,8 @@ class VLLMRolloutEngine(RolloutEngine):
             (exact without top-k / top-p); see the module docstring.
         max_num_seqs: most sequences decoded at once.
         seed: engine seed (vLLM also seeds the process-wide RNGs with it).
-        stop_token_ids: tokens that end a completion; default: ``<|im_end|>``, ``<|endoftext|>`` and
-            the tokenizer's EOS (what the transformers engine stops on).
+        stop_token_ids: tokens that end a completion; default: the family's end-of-turn and
+            end-of-text tokens and the tokenizer's EOS (what the transformers engine stops on).
         engine_kwargs: any further ``vllm.LLM`` / ``EngineArgs`` keyword.
     """
 
@@ -185,6 +187,7 @@ class VLLMRolloutEngine(RolloutEngine):
         from vllm.platforms import current_platform
 
         self.model_path = str(model_path)
+        self.backbone = backbone_for(self.model_path)
         self.logprobs_mode: LogprobsMode = logprobs_mode
         self.sleep_level = sleep_level
         self._on_cpu = current_platform.is_cpu()
@@ -214,7 +217,7 @@ class VLLMRolloutEngine(RolloutEngine):
             logprobs_mode=logprobs_mode,
             max_num_seqs=max_num_seqs,
             seed=seed,
-            limit_mm_per_prompt={"image": 1, "video": 0},
+            limit_mm_per_prompt=dict(self.backbone.vllm_limit_mm_per_prompt),
             **engine_kwargs,
         )
         # Weights go to the workers by reference only when they run in this process.
@@ -230,7 +233,7 @@ class VLLMRolloutEngine(RolloutEngine):
         self._warned_convention = False
 
     def _default_stop_ids(self) -> list[int]:
-        return default_stop_token_ids(self.tokenizer)
+        return default_stop_token_ids(self.tokenizer, backbone=self.backbone)
 
     def _sampling_params(self, sampling: SamplingConfig, n: int, seed: int | None):
         from vllm import SamplingParams
@@ -253,11 +256,7 @@ class VLLMRolloutEngine(RolloutEngine):
             raise RuntimeError("the engine slept at level 2 (weights dropped): call sync_weights before generate")
         self.wake()
         for text in prompts.texts:
-            if text.count(IMAGE_PLACEHOLDER) != 1:
-                raise ValueError(
-                    f"each prompt text needs exactly one un-expanded {IMAGE_PLACEHOLDER} (found "
-                    f"{text.count(IMAGE_PLACEHOLDER)}): vLLM expands it itself"
-                )
+            self.backbone.check_vllm_prompt(text)
         if not self._warned_convention and not logprobs_follow_convention(self.logprobs_mode, sampling):
             log.warning(
                 "vLLM logprobs_mode=%s with temperature=%s top_p=%s top_k=%s: reported log-probs are not "
@@ -265,7 +264,7 @@ class VLLMRolloutEngine(RolloutEngine):
                 self.logprobs_mode, sampling.temperature, sampling.top_p, sampling.top_k,
             )
             self._warned_convention = True
-        requests = [{"prompt": text, "multi_modal_data": {"image": image}} for text, image in zip(prompts.texts, prompts.images)]
+        requests = [self.backbone.vllm_request(text, image) for text, image in zip(prompts.texts, prompts.images)]
         params = [
             self._sampling_params(sampling, n, None if sampling.seed is None else sampling.seed + b * n)
             for b in range(len(requests))
