@@ -89,14 +89,12 @@ def completion_logprobs(
 
     # trap: a policy can sample a vision placeholder (an image-slot token) as ordinary text. The model
     # finds image slots by token id, so such a completion would be taken for extra image slots ("Image
-    # features and image tokens do not match"). Embed the true ids, and give the model ids where those
-    # completion tokens are replaced, for slot detection only (positions come from the extra inputs).
+    # features and image tokens do not match"). The backbone rebuilds the inputs so that those tokens
+    # are embedded as text and take text positions (``VLMBackbone.placeholder_inputs``).
     placeholders = backbone.placeholder_token_ids(model.config)
     is_placeholder = torch.isin(completion_ids, torch.tensor(placeholders, dtype=completion_ids.dtype, device=device))  # [N, C]
     if _on_any_rank(bool(is_placeholder.any()), model):
-        kwargs["inputs_embeds"] = model.get_input_embeddings()(input_ids)  # [N, P+C, H]
-        masked_completion = completion_ids.masked_fill(is_placeholder, _non_placeholder_id(placeholders))
-        kwargs["input_ids"] = torch.cat([input_ids[:, : input_ids.shape[1] - num_completion], masked_completion], dim=1)
+        kwargs = backbone.placeholder_inputs(model, kwargs, completion_ids, is_placeholder)
 
     # logits at position t score token t + 1: the completion is scored by the C positions before
     # its end, i.e. the last C + 1 positions minus the very last.
@@ -114,6 +112,3 @@ def _on_any_rank(flag: bool, model: torch.nn.Module) -> bool:
     torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
     return bool(value.item())
 
-
-def _non_placeholder_id(placeholders: list[int]) -> int:
-    return next(i for i in range(len(placeholders) + 1) if i not in placeholders)

@@ -24,7 +24,6 @@ Tensors: B prompts, I images, n samples per prompt, P prompt tokens, C completio
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -56,8 +55,20 @@ def repeat_rows(x: torch.Tensor, n: int) -> torch.Tensor:
     return x if n == 1 else x.repeat_interleave(n, dim=0)
 
 
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
+def masked_placeholder_ids(
+    input_ids: torch.Tensor, completion_ids: torch.Tensor, is_placeholder: torch.Tensor, placeholders: Sequence[int]
+) -> torch.Tensor:
+    """``input_ids`` ``[N, P+C]`` with the completion's image-slot tokens replaced by a token that is
+    none (the smallest id that is not a placeholder): what slot detection and positions read."""
+    other = next(i for i in range(len(placeholders) + 1) if i not in placeholders)
+    prompt_len = input_ids.shape[1] - completion_ids.shape[1]
+    return torch.cat([input_ids[:, :prompt_len], completion_ids.masked_fill(is_placeholder, other)], dim=1)
+
+
+def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model inside a peft wrapper (or the model itself)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
 
 
 class VLMBackbone:
@@ -211,6 +222,22 @@ class VLMBackbone:
         if any(k in prompt_inputs for k in self.pixel_keys):
             raise NotImplementedError(f"{type(self).__name__} does not score image prompts")
         return {}
+
+    def placeholder_inputs(
+        self, model: torch.nn.Module, kwargs: dict[str, Any], completion_ids: torch.Tensor, is_placeholder: torch.Tensor
+    ) -> dict[str, Any]:
+        """The forward arguments of :meth:`logprob_inputs` (plus ``input_ids`` / ``attention_mask``)
+        rebuilt for completions that hold image-slot tokens (``is_placeholder`` ``[N, C]``): those
+        tokens must be embedded as the text they were sampled as, at text positions, and not be
+        taken for image slots.
+
+        Default, for models that take both ``input_ids`` and ``inputs_embeds``: embed the true ids,
+        and give the model ids with those completion tokens replaced, for slot detection (and
+        positions) only."""
+        input_ids = kwargs["input_ids"]  # [N, P+C]
+        kwargs = dict(kwargs, inputs_embeds=model.get_input_embeddings()(input_ids))  # [N, P+C, H]
+        kwargs["input_ids"] = masked_placeholder_ids(input_ids, completion_ids, is_placeholder, self.placeholder_token_ids(model.config))
+        return kwargs
 
     # ------------------------------------------------------------------ vision tower, LoRA
     @property

@@ -16,7 +16,9 @@ another ``model_type`` (``internvl_chat``), not served here.
   :meth:`model_inputs` leaves it out of the model's arguments. No extra position inputs: the
   language model uses ordinary 1-D positions.
 - Log-probs: each tile's features (``[tiles, tokens, H]``, after pixel shuffle and the MLP
-  projector) are computed once per prompt and repeated for its n samples.
+  projector) are computed once per prompt and repeated for its n samples. The model takes
+  ``input_ids`` or ``inputs_embeds``, never both: a completion holding a sampled ``<IMG_CONTEXT>``
+  is scored from embeddings with the image features scattered into the prompt's slots here.
 - Vision side: ``vision_tower`` (InternViT) and ``multi_modal_projector`` (frozen together by
   ``freeze_vision``; the projector's linears are not LoRA targets). The vision tower also has
   ``q_proj`` / ``k_proj`` / ``v_proj``: the LoRA regex leaves them out.
@@ -40,7 +42,7 @@ from PIL import Image
 from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 from transformers.models.internvl.processing_internvl import InternVLProcessor
 
-from globe.models.backbones.base import VLMBackbone
+from globe.models.backbones.base import VLMBackbone, masked_placeholder_ids
 from globe.models.processor import ImageOnlyProcessorMixin
 
 __all__ = ["CHAT_TEMPLATE", "ImageOnlyInternVLProcessor", "InternVL3Backbone", "SPECIAL_TOKENS"]
@@ -271,6 +273,28 @@ class InternVL3Backbone(VLMBackbone):
 
             return {"mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=repeated)}}
         return {"pixel_values": torch.cat([block for block in pixel_values.split(tiles) for _ in range(n)])}
+
+    def placeholder_inputs(
+        self, model: torch.nn.Module, kwargs: dict[str, Any], completion_ids: torch.Tensor, is_placeholder: torch.Tensor
+    ) -> dict[str, Any]:
+        """Completions holding ``<IMG_CONTEXT>``: the model's own forward, done up to the language
+        model here (embed the true ids, scatter the tiles' features into the prompt's slots only) and
+        given as ``inputs_embeds`` without images. Exact: positions are 1-D and do not read the ids."""
+        input_ids = kwargs["input_ids"]  # [N, P+C]
+        embeds = model.get_input_embeddings()(input_ids)  # [N, P+C, H]
+        out = {k: v for k, v in kwargs.items() if k not in ("input_ids", "pixel_values", "mm_encoder_outputs")}
+        if "mm_encoder_outputs" in kwargs:
+            features = kwargs["mm_encoder_outputs"]["image"].pooler_output  # [n*T, tokens, H]
+        elif "pixel_values" in kwargs:
+            features = model.get_image_features(pixel_values=kwargs["pixel_values"], return_dict=True).pooler_output
+        else:
+            features = None
+        if features is not None:
+            masked = masked_placeholder_ids(input_ids, completion_ids, is_placeholder, self.placeholder_token_ids(model.config))
+            slots = (masked == self.image_token_id(model.config)).unsqueeze(-1)  # [N, P+C, 1] the prompts' slots
+            embeds = embeds.masked_scatter(slots.to(embeds.device), features.to(embeds.device, embeds.dtype))
+        out["inputs_embeds"] = embeds
+        return out
 
     def build_tiny(self, out: Path, corpus: list[str], seed: int, hidden: int, layers: int, vocab_size: int) -> None:
         from transformers import InternVLForConditionalGeneration

@@ -10,6 +10,8 @@ Differences from Qwen2.5-VL (``qwen2_5_vl.py``, whose behaviour it inherits):
   order, or the forward pass differs from ``generate``'s.
 - Positions are interleaved M-RoPE (``mrope_interleaved``); ``mm_token_type_ids`` is required for
   them, as for Qwen2.5-VL (the model refuses image inputs without it).
+- The model takes ``input_ids`` or ``inputs_embeds``, never both, so a completion holding a sampled
+  image placeholder is scored differently (:meth:`Qwen3VLBackbone.placeholder_inputs`).
 - The chat template adds no default system prompt; ``<think>`` / ``</think>`` are ordinary added
   tokens (decoded with the text, as in Qwen3's vocabulary).
 - Processor: the stock ``Qwen3VLProcessor`` builds a video processor that needs torchvision;
@@ -22,12 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 
 from globe.models.backbones import patch_grid
+from globe.models.backbones.base import masked_placeholder_ids, unwrapped
 from globe.models.backbones.qwen2_5_vl import SPECIAL_TOKENS, Qwen2_5_VLBackbone
 from globe.models.processor import ImageOnlyProcessorMixin
 
@@ -142,6 +146,53 @@ class Qwen3VLBackbone(Qwen2_5_VLBackbone):
             pooler_output=patch_grid.repeat_per_image(features.pooler_output, counts, n),
             deepstack_features=[patch_grid.repeat_per_image(layer, counts, n) for layer in features.deepstack_features],
         )
+
+    def placeholder_inputs(
+        self, model: torch.nn.Module, kwargs: dict[str, Any], completion_ids: torch.Tensor, is_placeholder: torch.Tensor
+    ) -> dict[str, Any]:
+        """Completions holding image-slot tokens, for a model that takes ``input_ids`` or
+        ``inputs_embeds`` but not both and finds slots in embeddings by equality to the placeholder's.
+
+        - ``inputs_embeds``: the true ids embedded; no ``input_ids``;
+        - ``position_ids``: the model's own 3-D positions (``get_rope_index``) of the ids with the
+          completion's placeholders replaced (text positions for them, as ``generate`` gives);
+        - the completion's placeholders are then found as slots too: each row's image features are
+          followed by the placeholders' own embeddings (scattered back where they are, unchanged) and
+          its DeepStack features by zeros (added to them: unchanged). Exact: the forward is the one of
+          ids without placeholders, with those tokens' true embeddings.
+        """
+        input_ids = kwargs["input_ids"]  # [N, P+C]
+        embeds = model.get_input_embeddings()(input_ids)  # [N, P+C, H]
+        masked = masked_placeholder_ids(input_ids, completion_ids, is_placeholder, self.placeholder_token_ids(model.config))
+        out = {k: v for k, v in kwargs.items() if k not in ("input_ids", "pixel_values")}
+        out["inputs_embeds"] = embeds
+        grid = kwargs.get("image_grid_thw")  # repeated per row
+        if grid is None:  # text-only prompts: the model's text positions (never stale 3-D deltas)
+            length = input_ids.shape[1]
+            out["position_ids"] = torch.arange(length, device=input_ids.device).view(1, 1, -1).expand(4, len(input_ids), -1)
+            return out
+        out["position_ids"], _ = unwrapped(model).model.get_rope_index(
+            masked, mm_token_type_ids=kwargs["mm_token_type_ids"], image_grid_thw=grid, attention_mask=kwargs["attention_mask"]
+        )
+        if "mm_encoder_outputs" in kwargs:
+            features = kwargs["mm_encoder_outputs"]["image"]
+        else:
+            features = model.get_image_features(kwargs["pixel_values"], grid, return_dict=True)
+        image_pad = self.image_token_id(model.config)
+        prompt_len = input_ids.shape[1] - completion_ids.shape[1]
+        counts = patch_grid.images_per_prompt((masked[:, :prompt_len] == image_pad).sum(dim=1), grid)  # images per row
+        completion_slots = completion_ids == image_pad  # [N, C] what the model would take for more slots
+        pooled, deep, start = [], [[] for _ in features.deepstack_features], 0
+        for row, count in enumerate(counts):
+            extra = embeds[row, prompt_len:][completion_slots[row]]  # [k, H] the placeholders' own embeddings
+            pooled += list(features.pooler_output[start : start + count]) + [extra]
+            for layer, layer_features in zip(deep, features.deepstack_features):
+                layer += list(layer_features[start : start + count]) + [extra.new_zeros(extra.shape)]
+            start += count
+        from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
+
+        out["mm_encoder_outputs"] = {"image": BaseModelOutputWithDeepstackFeatures(pooler_output=pooled, deepstack_features=deep)}
+        return out
 
     def build_tiny(self, out: Path, corpus: list[str], seed: int, hidden: int, layers: int, vocab_size: int) -> None:
         from transformers import Qwen3VLForConditionalGeneration
