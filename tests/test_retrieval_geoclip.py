@@ -187,3 +187,16 @@ def test_parity_with_the_package_location_encoder(package_location_encoder):
     assert diff <= 1e-6, f"max abs diff {diff}"
     proj = package_location_encoder.equal_earth_projection(coords)
     assert torch.equal(equal_earth_projection(coords[:, 0], coords[:, 1]), proj)
+
+
+@NEEDS_PACKAGE
+def test_georetrieval_with_geoclip_true_starts_from_the_release():
+    from globe.retrieval.module import GeoRetrieval
+
+    # a tiny tower whose projected features have CLIP ViT-L/14's 768 dimensions, which the released MLP reads
+    model = GeoRetrieval(vision_config={"projection_dim": 768}, geoclip=True, gallery="geoclip")
+    release = read_geoclip_release()
+    assert torch.equal(model.location_encoder.branches[2].frequencies, release.location_encoder["LocEnc2.capsule.0.b"])
+    assert torch.equal(model.image_encoder.mlp[2].weight, release.image_mlp["2.weight"])
+    assert model.logit_scale.item() == release.logit_scale.item()
+    assert model._gallery_coordinates().shape == (100_000, 2)
