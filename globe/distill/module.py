@@ -6,9 +6,16 @@ image folder, or existing shards whose reasoning is ignored) and writes the kept
 :class:`globe.distill.writer.DistillWriter`. Per batch (``predict_step``):
 
 1. every VLM teacher answers :data:`globe.distill.prompt.DISTILL_PROMPT` for every image
-   (one shared prompt: a localizability judgement and score, a reasoning chain, the answer in
-   the policy's format), through the rollout engine of its config
-   (:class:`globe.distill.teachers.VLMTeacher`);
+   through the rollout engine of its config (:class:`globe.distill.teachers.VLMTeacher`). The
+   one shared prompt asks what the image shows, names only elements that are in it, and fixes
+   the answer's shape::
+
+       localizable: [yes or no]
+       score: [a number from 0 to 1: how confidently the location can be recognised from the image]
+       <think> your step-by-step reasoning </think>
+       <answer>country: [country name]
+       city: [city name]</answer>
+
 2. each output is parsed (:func:`globe.distill.parse.parse_teacher_output`: never raises,
    problems counted per teacher);
 3. the GPS teacher (:class:`globe.distill.gps_teacher.GPSTeacher`, a GeoRetrieval model) gives

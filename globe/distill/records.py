@@ -21,8 +21,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from PIL import Image
-
 from globe.distill.batch import DistillSample
 from globe.distill.decision import Decision
 from globe.distill.gps_teacher import GPSGuess
