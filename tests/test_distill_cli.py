@@ -235,3 +235,43 @@ def test_sigkill_then_rerun_continues_without_duplicates(tmp_path, scripted_run,
     changed = subprocess.run([*args, "--model.init_args.localizability.threshold=0.7"], cwd=tmp_path, env=_env(tmp_path),
                              capture_output=True, text=True, timeout=600)
     assert changed.returncode != 0 and "localizability.threshold: 0.5 -> 0.7" in changed.stderr
+
+
+@pytest.mark.slow
+def test_csv_without_names_in_process(tmp_path, geosynth_root):
+    """An IM2GPS3K-style CSV (coordinates only) through Trainer.predict: the truth's names come
+    from reverse geocoding, the CSV's columns land in ``source``, corrupt images are counted."""
+    from lightning.pytorch import Trainer
+
+    from data_modules.mp16_reason import MP16Reason
+    from data_modules.raw_images import RawImages
+    from data_modules.shard_sink import AtomicShardSink
+    from globe.distill import DistillTeachers, DistillWriter, SegmentationFilter
+
+    metas = write_answers(geosynth_root, tmp_path / "answers.json")
+    folder = geosynth_root / "im2gps3k"
+    csv_text = (folder / "im2gps3k.csv").read_text()
+    images = tmp_path / "images"
+    images.mkdir()
+    for jpg in (folder / "images").iterdir():
+        (images / jpg.name).write_bytes(jpg.read_bytes())
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    (tmp_path / "gt.csv").write_text(csv_text + "broken.jpg,x,10,10,0,-1,-1,0.8,0.1,0.1\n")
+
+    module = DistillTeachers([ScriptedTeacher("scripted", str(tmp_path / "answers.json"))],
+                             segmentation=SegmentationFilter(source="off"))
+    data = RawImages(csv_path=str(tmp_path / "gt.csv"), images=str(images), chunk_size=5, batch_size=3)
+    writer = DistillWriter(str(tmp_path / "out"), AtomicShardSink, print_summary=False)
+    trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, callbacks=[writer],
+                      enable_progress_bar=False, enable_model_summary=False)
+    assert trainer.predict(module, datamodule=data) is None  # nothing held in memory
+    report = writer.report
+    assert (report["rows"], report["images"], report["skipped_input"]) == (9, 8, {"corrupt_image": 1})
+    assert report["chunks"]["total"] == 2 and report["complete"]
+    samples = [s for b in MP16Reason(test_shards=report["shards"]).predict_dataloader() for s in b]
+    assert sorted(s.key for s in samples) == sorted(k for k, m in metas.items() if m["localizable"])
+    for s in samples:
+        assert s.extra["distill"]["names_from"] == "coordinates"
+        assert s.country == metas[s.key]["country"]  # GeoSynth's cities are real: their coordinates name them
+        assert s.extra["source"]["AUTHOR"] == "geosynth" and s.extra["source"]["kind"] == "csv"
+        assert s.entities == []  # segmentation off: nothing verified
