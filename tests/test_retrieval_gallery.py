@@ -85,3 +85,23 @@ def test_seen_locations_keeps_first_seen_order_and_capacity():
     seen.add(torch.tensor([[1.0, 1.0], [2.0, 2.0], [1.0, 1.0]]))
     seen.add(torch.tensor([[2.0, 2.0], [3.0, 3.0], [4.0, 4.0]]))  # 4th place: over capacity, not kept
     assert seen.coordinates().tolist() == [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]
+
+
+def test_predict_returns_top_k_from_the_gallery_of_seen_locations():
+    from PIL import Image
+
+    from globe.retrieval.module import GeoRetrieval
+    from globe.sample import GeoSample
+
+    model = GeoRetrieval(vision_config={"image_size": 32, "patch_size": 16}, image_mlp_hidden=16, embed_dim=8,
+                         num_frequencies=4, location_hidden=8, location_depth=1, queue_size=4, top_k=3)
+    batch = [GeoSample(key=f"k{i}", image=Image.new("RGB", (40, 32), (60 * i, 0, 0)), lat=10.0 * i, lon=-5.0 * i,
+                       country="", city="") for i in range(4)]
+    model.training_step(batch, 0)
+    model.on_predict_epoch_start()
+    rows = model.predict_step(batch[:2], 0)
+    seen = {tuple(c) for c in model.seen.coordinates().tolist()}
+    assert [r["key"] for r in rows] == ["k0", "k1"] and len(seen) == 4
+    for r in rows:
+        assert len(r["top_k"]) == 3 and r["scores"] == sorted(r["scores"], reverse=True)
+        assert all(tuple(c) in seen for c in r["top_k"]) and [r["pred_lat"], r["pred_lon"]] == r["top_k"][0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from data_modules.sample import GeoSample
+from globe.sample import GeoSample
 from globe.retrieval.module import GeoRetrieval
 from globe.retrieval.queue import KM_PER_DEGREE, GPSQueue, jitter_coordinates
 from globe.geo.distance import great_circle_km
