@@ -17,6 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q '$(TORCH)'
 	$(PY) -m pip install -q -e '.[dev]' '$(TORCH)'
+	# GeoCLIP's released weights and GPS gallery (globe.retrieval reads the files, weights only);
+	# no deps: its torchvision requirement would pull the registry's CUDA build
+	$(PY) -m pip install -q --no-deps 'geoclip==1.3.0'
 	touch $@
 
 setup: $(VENV)/.installed
