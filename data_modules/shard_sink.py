@@ -16,7 +16,6 @@ names only ever hold complete tars (the shards finished before the error stay).
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import tempfile
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import IO
 
 import webdataset as wds
 
-from globe.output_files import OutputPathError, check_writable_dir
+from globe.output_files import OutputPathError, check_writable_dir, plain_file_mode
 
 __all__ = ["AtomicShardSink", "OutputDirError", "check_output_dir", "write_text_atomic"]
 
@@ -50,15 +49,8 @@ def _publish(f: IO[bytes], tmp: str, final: Path) -> None:
     f.flush()
     os.fsync(f.fileno())
     f.close()
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the permissions a plain open() would
+    os.chmod(tmp, plain_file_mode())  # mkstemp creates 0600; give the permissions a plain open() would
     os.replace(tmp, final)
-
-
-@functools.cache
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it: do it once, restore at once
-    os.umask(mask)
-    return mask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -5,19 +5,21 @@
   an hour of evaluation. They create the parent directory and write then remove a probe file.
 - ``atomic_writer(path)`` yields a text file in the same directory under a temporary name and
   ``os.replace``-s it over ``path`` only once it is complete: a crash, a full disk or a kill
-  leaves the previous file (or none), never a truncated one.
+  leaves the previous file (or none), never a truncated one. The file gets the permissions a
+  plain ``open()`` would give (``plain_file_mode()``: 0666 less the umask), not ``mkstemp``'s 0600.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["OutputPathError", "atomic_writer", "check_writable_dir", "check_writable_file"]
+__all__ = ["OutputPathError", "atomic_writer", "check_writable_dir", "check_writable_file", "plain_file_mode"]
 
 
 class OutputPathError(OSError):
@@ -51,6 +53,18 @@ def check_writable_file(path: str | os.PathLike, what: str = "output file") -> P
     return target
 
 
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: do it once, restore at once
+    os.umask(mask)
+    return mask
+
+
+def plain_file_mode() -> int:
+    """The mode ``open(path, "w")`` creates files with: 0666 less the process umask."""
+    return 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike, newline: str | None = None, encoding: str = "utf-8") -> Iterator[IO[str]]:
     """``with atomic_writer(p) as f: f.write(...)``: ``p`` appears complete or not at all."""
@@ -62,6 +76,7 @@ def atomic_writer(path: str | os.PathLike, newline: str | None = None, encoding:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, plain_file_mode())  # mkstemp creates 0600
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

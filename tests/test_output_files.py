@@ -50,3 +50,16 @@ def test_replace_path_swaps_files_and_checkpoint_directories(tmp_path):
     replace_path(new, target)
     assert sorted(p.name for p in target.iterdir()) == ["other"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_atomic_writer_gives_the_permissions_of_a_plain_open(tmp_path):
+    import os
+
+    from globe.output_files import atomic_writer
+
+    with open(tmp_path / "plain.txt", "w") as f:
+        f.write("x")
+    with atomic_writer(tmp_path / "atomic.txt") as f:
+        f.write("x")
+    mode = lambda name: os.stat(tmp_path / name).st_mode & 0o777  # noqa: E731
+    assert mode("atomic.txt") == mode("plain.txt") != 0o600
