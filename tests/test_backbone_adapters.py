@@ -228,3 +228,17 @@ def test_no_generic_module_names_a_family():
     found = [f"{p.relative_to(REPO)}:{i}" for p in sources for i, line in enumerate(p.read_text().splitlines(), 1)
              if pattern.search(line) and "models/backbones" not in p.as_posix() and p.relative_to(REPO).as_posix() not in pending]
     assert not found, found
+
+
+def test_weight_sync_sends_the_model_names_with_lora_merged(family):
+    # what a vLLM reload (and the HF export) receives: the model's own names (vLLM maps them; the
+    # files on disk may use older names), LoRA layers merged under the base names
+    from globe.rollout.vllm_weights import hf_named_weights
+
+    _, model, _, path = family
+    plain = dict(hf_named_weights(model))
+    assert list(plain) == [name for name, _ in model.named_parameters()]
+    peft_model = load_vlm(path, dtype="float32", lora=LoraConfigSpec(r=2, alpha=4))[0]
+    merged = dict(hf_named_weights(peft_model))
+    assert merged.keys() == plain.keys()
+    assert all(torch.equal(merged[k], plain[k]) for k in plain)  # B = 0 at start: the merge is the base weight
