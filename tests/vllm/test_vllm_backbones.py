@@ -145,3 +145,41 @@ def test_expanded_prompt_text_is_rejected(engine, family, prompts):
     expanded.texts = [t.replace(placeholder, placeholder * 4) for t in prompts.texts]
     with pytest.raises(ValueError, match="un-expanded"):
         engine.generate(expanded, n=1, sampling=PAPER)
+
+
+def test_grpo_steps_with_the_vllm_engine_through_cli(family, tmp_path):
+    """The demo config, the family's backbone config and the vLLM engine: GRPO steps whose trainer and
+    sampler log-probs agree after every sync (as ``test_vllm_cli.py`` checks for Qwen2.5-VL)."""
+    import csv
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from data_modules.geosynth.generate import write_geosynth
+
+    repo = Path(__file__).resolve().parents[2]
+    backbone, model_dir = family[0], family[1]
+    data, run = tmp_path / "geosynth", tmp_path / "run"
+    write_geosynth(data, train=24, val=4, test=4, seed=0)
+    args = [
+        sys.executable, str(repo / "cli.py"), "fit", "--config", str(repo / "configs/demo.yaml"),
+        "--config", str(repo / f"configs/backbone/{backbone.name}.yaml"), f"--model.init_args.model_path={model_dir}",
+        "--model.init_args.engine=vllm", "--model.init_args.vllm={max_model_len: 1024}",
+        "--model.init_args.group_size=2", "--model.init_args.sampling.max_new_tokens=12",
+        "--model.init_args.warm_start_steps=1", "--model.init_args.learning_rate=1.0e-3",
+        f"--data.init_args.root={data}", "--data.init_args.train_size=24", "--data.init_args.val_size=4",
+        "--data.init_args.test_size=4", "--data.init_args.batch_size=2",
+        "--trainer.max_steps=3", "--trainer.limit_val_batches=0",
+        "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.init_args.save_dir={run}",
+        "--trainer.callbacks=[]", f"--trainer.default_root_dir={run}",
+    ]
+    env = {"WANDB_MODE": "offline", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VLLM_CPU_KVCACHE_SPACE": "1",
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    rows = list(csv.DictReader(open(next(run.rglob("metrics.csv")))))
+    diffs = [float(r["train/logprob_diff_max"]) for r in rows if r.get("train/logprob_diff_max")]
+    print(f"{backbone.name}: trainer/vLLM log-prob max |diff| per GRPO step: {diffs}")
+    assert len(diffs) == 2 and max(diffs) < 1e-2, diffs  # two GRPO steps, the weights synced after each update
+    weights = [float(r["train/is_weight_mean"]) for r in rows if r.get("train/is_weight_mean")]
+    assert all(abs(w - 1.0) < 1e-3 for w in weights), weights
