@@ -1,5 +1,10 @@
 """From generated text to a scored geographic prediction: parse -> judge (geocode, compare).
 
+With ``prefer_coordinates`` (an argument of :func:`evaluate_completions`, or the judge's own
+option) a completion's ``coordinates:`` line, when valid, is the prediction's point
+(``pred_level="coordinates"``) and the geocoded names are its fallback; country and city are
+still judged from the names (:mod:`globe.geo.judge`, rules 9-10).
+
 Used by the policy's validation and test steps (and written out as the predictions CSV that
 ``python -m globe.score`` reads back and scores with the same judge). The names are judged by
 :class:`globe.geo.judge.GeoJudge`, the project's one rule for "country / city correct". A
@@ -41,7 +46,7 @@ class Prediction:
     pred_city: str
     pred_lat: float
     pred_lon: float
-    pred_level: str  # "city", "country" or "" (unresolved)
+    pred_level: str  # "city", "country" (geocoded names), "coordinates" (the answer's or a retrieval's), "" (unresolved)
     LAT: float
     LON: float
     country: str
@@ -66,18 +71,27 @@ def _utf8_safe(text: str) -> str:
 
 
 def evaluate_completions(
-    gazetteer: Gazetteer | GeoJudge, samples: Sequence[GeoSample], texts: Sequence[str]
+    gazetteer: Gazetteer | GeoJudge,
+    samples: Sequence[GeoSample],
+    texts: Sequence[str],
+    prefer_coordinates: bool | None = None,
 ) -> list[Prediction]:
     """Parse each completion and judge its (country, city) against the sample with
     :class:`globe.geo.judge.GeoJudge` (given, or built on ``gazetteer`` with names judged only
     against named truth): the geocoded place, and ``country_ok`` / ``city_ok`` as 1 / 0, NaN
-    where the judge cannot judge (no known true country, no true city)."""
+    where the judge cannot judge (no known true country, no true city).
+
+    ``prefer_coordinates``: use each completion's valid ``coordinates:`` line as its point (the
+    geocoded names otherwise); None keeps the given judge's setting (off for a gazetteer)."""
     judge = gazetteer if isinstance(gazetteer, GeoJudge) else GeoJudge(gazetteer)
+    if prefer_coordinates is not None and bool(prefer_coordinates) != judge.prefer_coordinates:
+        judge = GeoJudge(judge.gazetteer, judge.truth_from_coordinates, bool(prefer_coordinates))
     parsed = [parse_answer(t) for t in texts]
-    verdicts = judge.judge_many([(p.country, p.city) for p in parsed], [GeoTruth.of(s) for s in samples])
+    verdicts = judge.judge_many(
+        [(p.country, p.city) for p in parsed], [GeoTruth.of(s) for s in samples], [p.coordinates for p in parsed]
+    )
     out = []
     for sample, text, answer, verdict in zip(samples, texts, parsed, verdicts):
-        place = verdict.place
         out.append(
             Prediction(
                 IMG_ID=sample.extra.get("img_id", sample.key),  # the CSV's own id (keys are sanitised)
@@ -85,7 +99,7 @@ def evaluate_completions(
                 pred_city=answer.city or "",
                 pred_lat=verdict.pred_lat,
                 pred_lon=verdict.pred_lon,
-                pred_level=place.level if place else "",
+                pred_level=verdict.level,
                 LAT=float(sample.lat),
                 LON=float(sample.lon),
                 country=sample.country or "",

@@ -1,6 +1,6 @@
 """Score geo-localisation predictions against IM2GPS3K-style ground truth.
 
-    python -m globe.score --predictions P.csv --ground-truth G.csv [--out results.json]
+    python -m globe.score --predictions P.csv --ground-truth G.csv [--out results.json] [--prefer-coordinates]
 
 Ground truth: a CSV with ``IMG_ID,LAT,LON`` (other columns ignored; optional ``country`` /
 ``city`` columns enable ``country_acc`` / ``city_acc`` for predictions that carry names).
@@ -19,6 +19,15 @@ parsed ``pred_text``, also beside coordinates, as in the policy's predictions CS
 every ground-truth row whose country the judge knows counts (a missing prediction as a miss),
 rows it cannot judge (no or unknown true country, no true city) are left out of that
 accuracy; ``n_country_judged`` / ``n_city_judged`` are the denominators.
+
+``--prefer-coordinates`` (``prefer_coordinates=True``): where a prediction has ``pred_text`` and
+the text's ``coordinates:`` line is valid (:func:`globe.answer.parse_answer`), the distance is
+measured from that point instead of the prediction's ``pred_lat,pred_lon`` or geocoded names
+(``n_from_coordinates`` rows; ``n_invalid_answer_coords`` counts texts whose coordinates were
+given but unreadable or out of range: they fall back to the names); names missing from such an
+answer are judged from the place its point lies in, as the judge does with that option
+(:mod:`globe.geo.judge`, rules 9-10). ``n_city_level`` / ``n_country_level`` then count the
+rows placed by their names only.
 
 Pipeline: parse -> geocode (per distinct text / name pair, memoised) -> one vectorised
 haversine over all rows -> :class:`globe.metrics.GeoAccuracy`. Nothing is dropped: a
@@ -49,7 +58,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from globe.answer import parse_answer
+from globe.answer import ParsedAnswer, parse_answer
 from globe.geo.gazetteer import Gazetteer
 from globe.geo.judge import GeoJudge, GeoTruth, shared_gazetteer
 from globe.metrics import GeoAccuracy, threshold_key
@@ -156,27 +165,30 @@ def _threshold_arg(text: str) -> float:
     return t
 
 
-def _prediction_names(
-    pred_rows: Sequence[Mapping[str, str]], cols: set[str], form: str, extras: dict
-) -> list[tuple[str | None, str | None]] | None:
-    """The (country, city) each prediction names: from ``pred_country,pred_city`` when present,
-    else parsed from ``pred_text`` (memoised; counts ``n_unparsed`` in the text form); None when
-    the predictions carry no names (coordinates only)."""
-    if {"pred_city", "pred_country"} <= cols:
-        return [((r.get("pred_country") or None), (r.get("pred_city") or None)) for r in pred_rows]
+def _parsed_texts(pred_rows: Sequence[Mapping[str, str]], cols: set[str]) -> list[ParsedAnswer] | None:
+    """Each prediction's ``pred_text`` parsed (memoised per distinct text); None without that column."""
     if "pred_text" not in cols:
         return None
-    memo: dict[str, tuple[str | None, str | None]] = {}
-    names = []
+    memo: dict[str, ParsedAnswer] = {}
+    out = []
     for r in pred_rows:
         t = r.get("pred_text") or ""
         if t not in memo:
-            p = parse_answer(t)
-            memo[t] = (p.country, p.city)
-        names.append(memo[t])
-    if form == "text":
-        extras["n_unparsed"] = sum(1 for k, c in names if c is None and k is None)
-    return names
+            memo[t] = parse_answer(t)
+        out.append(memo[t])
+    return out
+
+
+def _prediction_names(
+    pred_rows: Sequence[Mapping[str, str]], cols: set[str], parsed: list[ParsedAnswer] | None
+) -> list[tuple[str | None, str | None]] | None:
+    """The (country, city) each prediction names: from ``pred_country,pred_city`` when present,
+    else parsed from ``pred_text``; None when the predictions carry no names (coordinates only)."""
+    if {"pred_city", "pred_country"} <= cols:
+        return [((r.get("pred_country") or None), (r.get("pred_city") or None)) for r in pred_rows]
+    if parsed is None:
+        return None
+    return [(p.country, p.city) for p in parsed]
 
 
 def _decisions(values: Sequence[bool | None]) -> torch.Tensor:
@@ -198,6 +210,7 @@ def score_predictions(
     gt_rows: Iterable[Mapping[str, str]],
     gazetteer: Gazetteer | None = None,
     thresholds_km: Sequence[float] = DEFAULT_THRESHOLDS_KM,
+    prefer_coordinates: bool = False,
 ) -> dict:
     """Score predictions (rows as dicts of strings) against ground truth; see the module doc.
 
@@ -207,7 +220,8 @@ def score_predictions(
     ``n_missing``, ``n_predictions``, ``form``, for coordinates ``n_invalid_coords``, for names ``n_city_level`` /
     ``n_country_level`` (and ``country_acc`` / ``city_acc`` with ``n_country_judged`` /
     ``n_city_judged`` when the predictions carry names and the ground truth has ``country`` /
-    ``city`` columns).
+    ``city`` columns); with ``prefer_coordinates``, ``n_from_coordinates`` and
+    ``n_invalid_answer_coords`` (the module doc).
     """
     thresholds_km = check_thresholds(thresholds_km)
     gt_rows, pred_rows = list(gt_rows), list(pred_rows)
@@ -247,24 +261,40 @@ def score_predictions(
     pred_lat = np.full(n, np.nan)
     pred_lon = np.full(n, np.nan)
     extras: dict[str, float] = {}
-    names = _prediction_names(pred_rows, cols, form, extras)  # (country, city) per prediction, or None
+    parsed = _parsed_texts(pred_rows, cols)
+    names = _prediction_names(pred_rows, cols, parsed)  # (country, city) per prediction, or None
+    # the answers' own points (valid only), read with --prefer-coordinates
+    points = [p.coordinates for p in parsed] if prefer_coordinates and parsed is not None else [None] * len(pred_rows)
+    use_point = np.array([p is not None for p in points], dtype=bool)
     gt_cols = _columns(gt_rows)
     judged = names is not None and bool({"country", "city"} & gt_cols)
-    judge = GeoJudge(gazetteer if gazetteer is not None else shared_gazetteer()) if form != "latlon" or judged else None
+    judge = None
+    if form != "latlon" or judged:
+        judge = GeoJudge(gazetteer if gazetteer is not None else shared_gazetteer(), prefer_coordinates=prefer_coordinates)
     if form == "latlon":
         la = np.array([parse_decimal(r.get("pred_lat")) for r in pred_rows])
         lo = np.array([parse_decimal(r.get("pred_lon")) for r in pred_rows])
         blank = np.array([not (r.get("pred_lat") or "").strip() and not (r.get("pred_lon") or "").strip() for r in pred_rows], dtype=bool)
         bad = ~_valid_coords(la, lo)
         la[bad], lo[bad] = np.nan, np.nan
-        pred_lat[rows], pred_lon[rows] = la, lo
         extras["n_invalid_coords"] = int((bad & ~blank).sum())
     else:
         places = judge.resolve_many(names)
-        pred_lat[rows] = [p.lat if p else np.nan for p in places]
-        pred_lon[rows] = [p.lon if p else np.nan for p in places]
-        extras["n_city_level"] = sum(1 for p in places if p and p.level == "city")
-        extras["n_country_level"] = sum(1 for p in places if p and p.level == "country")
+        la = np.array([p.lat if p else np.nan for p in places], dtype=np.float64)
+        lo = np.array([p.lon if p else np.nan for p in places], dtype=np.float64)
+        by_names = [p for p, point in zip(places, use_point) if not point]
+        extras["n_city_level"] = sum(1 for p in by_names if p and p.level == "city")
+        extras["n_country_level"] = sum(1 for p in by_names if p and p.level == "country")
+        if form == "text":
+            extras["n_unparsed"] = sum(1 for (k, c), point in zip(names, use_point) if c is None and k is None and not point)
+    if use_point.any():
+        la[use_point] = [p[0] for p in points if p is not None]
+        lo[use_point] = [p[1] for p in points if p is not None]
+    if len(pred_rows):
+        pred_lat[rows], pred_lon[rows] = la, lo
+    if prefer_coordinates:
+        extras["n_from_coordinates"] = int(use_point.sum())
+        extras["n_invalid_answer_coords"] = sum(1 for p in parsed or [] if p.coordinates_invalid)
 
     metric = GeoAccuracy(thresholds_km)
     country_ok = city_ok = None
@@ -272,13 +302,14 @@ def score_predictions(
         # every ground-truth row is judged, a missing prediction as an empty answer; rows the
         # judge cannot judge (no known true country, no true city) are left out, as in evaluation
         answers: list[tuple[str | None, str | None]] = [(None, None)] * n
-        for name_pair, i in zip(names, rows):
-            answers[i] = name_pair
+        answer_points: list[tuple[float, float] | None] = [None] * n
+        for name_pair, point, i in zip(names, points, rows):
+            answers[i], answer_points[i] = name_pair, point
         truths = [
             GeoTruth(r.get("country") or "", r.get("city") or "", float(la), float(lo))
             for r, la, lo in zip(gt_rows, true_lat, true_lon)
         ]
-        verdicts = judge.judge_many(answers, truths)
+        verdicts = judge.judge_many(answers, truths, answer_points)
         if "country" in gt_cols:
             country_ok = _decisions([v.country_correct for v in verdicts])
             extras["n_country_judged"] = len(country_ok)
@@ -317,7 +348,7 @@ def format_table(result: Mapping) -> str:
     lines.append(f"{'median_km':<22}{result['median_km']:>12.1f}")
     for k in (
         "n", "n_predictions", "n_unresolved", "n_missing", "n_invalid_coords", "n_unparsed", "n_city_level",
-        "n_country_level", "n_country_judged", "n_city_judged",
+        "n_country_level", "n_from_coordinates", "n_invalid_answer_coords", "n_country_judged", "n_city_judged",
     ):
         if k in result:
             lines.append(f"{k:<22}{result[k]:>12d}")
@@ -338,6 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--thresholds", type=_threshold_arg, nargs="+", default=list(DEFAULT_THRESHOLDS_KM), help="km, positive and finite"
     )
     parser.add_argument("--cache-dir", help="gazetteer cache (default $GLOBE_CACHE or ~/.cache/globe)")
+    parser.add_argument(
+        "--prefer-coordinates", action="store_true",
+        help="measure the distance from the coordinates: line of pred_text when it is valid (else the names / pred_lat,pred_lon)",
+    )
     args = parser.parse_args(argv)
     for flag, path in (("--predictions", args.predictions), ("--ground-truth", args.ground_truth)):
         if not Path(path).is_file():
@@ -345,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         preds, gt = read_csv(args.predictions), read_csv(args.ground_truth)
         gaz = shared_gazetteer(args.cache_dir) if needs_gazetteer(_columns(preds), _columns(gt)) else None
-        result = score_predictions(preds, gt, gaz, thresholds_km=args.thresholds)
+        result = score_predictions(preds, gt, gaz, thresholds_km=args.thresholds, prefer_coordinates=args.prefer_coordinates)
     except ScoreInputError as e:
         parser.error(str(e))
     print(format_table(result))

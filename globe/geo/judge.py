@@ -39,6 +39,22 @@ where known, coordinates). Output: a :class:`GeoVerdict`. The rule:
    coordinates, as :class:`globe.metrics.GeoAccuracy` measures it; NaN when the answer does
    not resolve or the truth has no finite coordinates.
 
+**Coordinates** (``prefer_coordinates=True``; off by default, the paper's answers have none).
+``judge_many(answers, truths, coordinates=...)`` may give each answer's ``(lat, lon)`` (the
+``coordinates:`` line :func:`globe.answer.parse_answer` reads; None when absent or invalid).
+With the option on and a valid point (finite, ``|lat| <= 90``, ``|lon| <= 180``):
+
+9. ``distance_km`` is measured from the answer's point, not from the geocoded names (whose
+   place is still ``place``); ``verdict.coordinates`` holds the point. Without a valid point
+   the names' place is used, as above.
+10. Names stay the names' decision (steps 2-7). Only a name the answer does not give is taken
+    from the place its point reverse-geocodes to (``Gazetteer.reverse``, ``rule="city"``,
+    ``verdict.coordinate_place``): the predicted country when neither the country nor the city
+    name yields one (a coordinates-only answer is judged by the country its point lies in), and
+    the predicted city when the answer names no city and that place lies in the predicted
+    country. A point never overrides a name the answer wrote: "country: France" with a point in
+    Spain is judged France, with the distance from the point.
+
 Nothing here raises on hostile strings (huge, control characters, lone surrogates, other
 scripts): they are cut, folded and looked up like any name, and resolve or not.
 
@@ -56,6 +72,7 @@ from pathlib import Path
 
 import numpy as np
 
+from globe.answer import valid_coordinates
 from globe.geo.distance import great_circle_km
 # the gazetteer's own reading of a country string: the judge and the geocoder never disagree on it
 from globe.geo.gazetteer import Gazetteer, Place, _country_of
@@ -158,7 +175,12 @@ class GeoVerdict:
         true_city: the city name the answer was judged against ("" when none).
         country_correct: None when not judged (no true country).
         city_correct: None when not judged (country not judged, or no true city).
-        distance_km: haversine km from ``place`` to the truth, NaN when either is unknown.
+        distance_km: haversine km from the prediction (``coordinates`` when set, else ``place``)
+            to the truth, NaN when either is unknown.
+        coordinates: the answer's ``(lat, lon)`` when the distance was measured from them
+            (``prefer_coordinates`` and a valid point), else None.
+        coordinate_place: the place those coordinates reverse-geocode to, when the judge took a
+            missing name from it (module docstring, 10), else None.
     """
 
     place: Place | None
@@ -168,14 +190,27 @@ class GeoVerdict:
     country_correct: bool | None
     city_correct: bool | None
     distance_km: float
+    coordinates: tuple[float, float] | None = None
+    coordinate_place: Place | None = None
 
     @property
     def pred_lat(self) -> float:
+        if self.coordinates is not None:
+            return self.coordinates[0]
         return self.place.lat if self.place is not None else math.nan
 
     @property
     def pred_lon(self) -> float:
+        if self.coordinates is not None:
+            return self.coordinates[1]
         return self.place.lon if self.place is not None else math.nan
+
+    @property
+    def level(self) -> str:
+        """What the prediction's point is: ``"coordinates"``, the place's ``"city"`` / ``"country"``, or ``""``."""
+        if self.coordinates is not None:
+            return "coordinates"
+        return self.place.level if self.place is not None else ""
 
 
 class GeoJudge:
@@ -186,11 +221,15 @@ class GeoJudge:
         truth_from_coordinates: when the truth has no (known) country or no city name, take them
             from reverse-geocoding its coordinates (the reward's ``names_from_coordinates``);
             off for the reported metrics, which judge names only against named truth.
+        prefer_coordinates: measure the distance from the answer's coordinates when they are
+            given and valid, and take missing names from them (module docstring, 9-10); off:
+            coordinates passed to :meth:`judge_many` are ignored (the paper's rule).
     """
 
-    def __init__(self, gazetteer: Gazetteer, truth_from_coordinates: bool = False) -> None:
+    def __init__(self, gazetteer: Gazetteer, truth_from_coordinates: bool = False, prefer_coordinates: bool = False) -> None:
         self.gazetteer = gazetteer
         self.truth_from_coordinates = truth_from_coordinates
+        self.prefer_coordinates = prefer_coordinates
 
     def country_code(self, name: object) -> str | None:
         """ISO code of a country name as the judge reads it (None if it does not resolve)."""
@@ -201,25 +240,63 @@ class GeoJudge:
         cleaned = [(clean_name(city) or None, clean_name(country) or None) for country, city in answers]
         return self.gazetteer.geocode_many(cleaned)
 
-    def judge(self, country: object, city: object, truth: GeoTruth) -> GeoVerdict:
-        """The verdict on one answer."""
-        return self.judge_many([(country, city)], [truth])[0]
+    def judge(self, country: object, city: object, truth: GeoTruth, coordinates: object = None) -> GeoVerdict:
+        """The verdict on one answer (``coordinates``: its ``(lat, lon)``, used if ``prefer_coordinates``)."""
+        return self.judge_many([(country, city)], [truth], None if coordinates is None else [coordinates])[0]
 
-    def judge_many(self, answers: Sequence[tuple[object, object]], truths: Sequence[GeoTruth]) -> list[GeoVerdict]:
+    def points(self, coordinates: Sequence[object] | None, n: int) -> list[tuple[float, float] | None]:
+        """The valid ``(lat, lon)`` of each of ``n`` answers when coordinates are preferred, else Nones."""
+        if not self.prefer_coordinates or coordinates is None:
+            return [None] * n
+        if len(coordinates) != n:
+            raise ValueError(f"{len(coordinates)} coordinates for {n} answers")
+        return [valid_coordinates(c) if c is not None else None for c in coordinates]
+
+    def judge_many(
+        self,
+        answers: Sequence[tuple[object, object]],
+        truths: Sequence[GeoTruth],
+        coordinates: Sequence[object] | None = None,
+    ) -> list[GeoVerdict]:
         """Verdicts on ``(country, city)`` answers against their truths, in order; geocoding and
-        reverse geocoding are done once per distinct answer and truth, distances in one batch."""
+        reverse geocoding are done once per distinct answer and truth, distances in one batch.
+
+        ``coordinates``: one ``(lat, lon)`` or None per answer (the answers' ``coordinates:``
+        lines); read only with ``prefer_coordinates`` (module docstring, 9-10)."""
         if len(answers) != len(truths):
             raise ValueError(f"{len(answers)} answers for {len(truths)} truths")
+        points = self.points(coordinates, len(answers))
         places = self.resolve_many(answers)
         true_codes, true_cities = self._truth_names(truths)
-        distances = self._distances(places, truths)
+        named = [self.country_code(country) for country, _ in answers]
+        pred_codes = [predicted_country(code, place) for code, place in zip(named, places)]
+        pred_cities = [clean_name(city) for _, city in answers]
+        # names the answer does not give, from the place its point lies in
+        needs = [p is not None and (code is None or not city) for p, code, city in zip(points, pred_codes, pred_cities)]
+        found = self._reverse([p for p, need in zip(points, needs) if need])
+        at_points: list[Place | None] = [found.get(p) if need else None for p, need in zip(points, needs)]
+        for i, where in enumerate(at_points):
+            if where is None:
+                continue
+            pred_codes[i] = pred_codes[i] or where.country_code
+            if not pred_cities[i] and where.country_code == pred_codes[i]:
+                pred_cities[i] = where.name
+        distances = self._distances(places, truths, points)
         out = []
-        for (country, city), place, true_code, true_city, d in zip(answers, places, true_codes, true_cities, distances):
-            pred_code = predicted_country(self.country_code(country), place)
+        for place, pred_code, pred_city, true_code, true_city, d, point, where in zip(
+            places, pred_codes, pred_cities, true_codes, true_cities, distances, points, at_points
+        ):
             country_ok = judge_country(pred_code, true_code)
-            city_ok = judge_city(country_ok, clean_name(city), true_city, lambda a, b: self.gazetteer.same_city(a, b, true_code))
-            out.append(GeoVerdict(place, pred_code, true_code, true_city, country_ok, city_ok, d))
+            city_ok = judge_city(country_ok, pred_city, true_city, lambda a, b: self.gazetteer.same_city(a, b, true_code))
+            out.append(GeoVerdict(place, pred_code, true_code, true_city, country_ok, city_ok, d, point, where))
         return out
+
+    def _reverse(self, points: Sequence[tuple[float, float]]) -> dict[tuple[float, float], Place]:
+        """The place (``rule="city"``) of each distinct point, in one batch."""
+        todo = sorted(set(points))
+        if not todo:
+            return {}
+        return dict(zip(todo, self.gazetteer.reverse_many([p[0] for p in todo], [p[1] for p in todo])))
 
     # ------------------------------------------------------------------ truth
     def _truth_names(self, truths: Sequence[GeoTruth]) -> tuple[list[str | None], list[str]]:
@@ -242,11 +319,15 @@ class GeoJudge:
         return codes, cities
 
     @staticmethod
-    def _distances(places: Sequence[Place | None], truths: Sequence[GeoTruth]) -> list[float]:
+    def _distances(
+        places: Sequence[Place | None], truths: Sequence[GeoTruth], points: Sequence[tuple[float, float] | None] | None = None
+    ) -> list[float]:
+        """Haversine km from each answer's point (when given) or place to its truth."""
         if not places:
             return []
-        lat = np.array([p.lat if p is not None else math.nan for p in places])
-        lon = np.array([p.lon if p is not None else math.nan for p in places])
+        points = points or [None] * len(places)
+        lat = np.array([pt[0] if pt is not None else p.lat if p is not None else math.nan for p, pt in zip(places, points)])
+        lon = np.array([pt[1] if pt is not None else p.lon if p is not None else math.nan for p, pt in zip(places, points)])
         tlat = np.array([t.lat for t in truths], dtype=np.float64)
         tlon = np.array([t.lon for t in truths], dtype=np.float64)
         return great_circle_km(lat, lon, tlat, tlon).tolist()
