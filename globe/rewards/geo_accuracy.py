@@ -21,9 +21,19 @@ Name matching (``match``):
   length ratio >= ``paper_min_ratio`` (0.7), on the raw strings ("Germany" vs "DE" fails,
   "Munich" vs "München" fails, "York" vs "New York" fails at 4/8 < 0.7).
 
-``mode="distance"`` replaces the indicator formula by ``exp(-d / tau_km)`` where d is the
-geodesic distance (km) from the judge's geocode of the predicted names (city, else the
-country's capital) to the sample's true coordinates; unresolved names or missing truth score 0.
+``mode="distance"`` replaces the indicator formula by a function of d, the geodesic distance
+(km) from the prediction to the sample's true coordinates (unresolved prediction or missing
+truth: 0), its ``shape``:
+
+* ``"exp"``: ``exp(-d / tau_km)`` (1 at d = 0, 1/2 at d = tau ln 2);
+* ``"logistic"``: ``2 / (1 + exp(d / tau_km))`` (1 at d = 0, 1/2 at d = tau ln 3): flatter
+  than ``exp`` near the truth, the same exponential tail far from it.
+
+The prediction is the judge's geocode of the predicted names (city, else the country's
+capital), or, with ``prefer_coordinates``, the answer's own ``coordinates:`` line when it is
+valid (:func:`globe.answer.parse_answer`); the names are its fallback. In ``mode="names"``,
+``prefer_coordinates`` lets a coordinates-only answer be judged by the place its point lies
+in (:mod:`globe.geo.judge`, rule 10).
 
 Deviations from the paper: samples without true names (IM2GPS3K has coordinates only) get
 them from reverse geocoding their coordinates when ``names_from_coordinates`` is on (the city
@@ -45,7 +55,9 @@ from globe.geo.judge import GeoJudge, GeoTruth, shared_gazetteer
 from globe.rewards.base import CompletionRewardHead, RewardBatch, as_text
 from globe.sample import GeoSample
 
-__all__ = ["GeoAccuracyReward", "paper_match", "accuracy_reward_value", "distance_reward_value"]
+__all__ = ["GeoAccuracyReward", "paper_match", "accuracy_reward_value", "distance_reward_value", "DISTANCE_SHAPES"]
+
+DISTANCE_SHAPES = ("exp", "logistic")
 
 
 def paper_match(pred: str | None, truth: str | None, min_ratio: float = 0.7) -> bool:
@@ -75,15 +87,23 @@ def accuracy_reward_value(country_ok: bool, city_ok: bool, alpha: float) -> floa
     return float(country_ok) * (alpha * float(city_ok) + (1.0 - alpha))
 
 
-def distance_reward_value(distance_km: float, tau_km: float) -> float:
-    """``exp(-d / tau)``; NaN (unresolved) -> 0.
+def distance_reward_value(distance_km: float, tau_km: float, shape: str = "exp") -> float:
+    """``exp(-d / tau)`` (``shape="exp"``) or ``2 / (1 + exp(d / tau))`` (``"logistic"``); NaN (unresolved) -> 0.
 
     >>> round(distance_reward_value(500.0, 500.0), 4), distance_reward_value(float("nan"), 500.0)
     (0.3679, 0.0)
+    >>> round(distance_reward_value(500.0, 500.0, "logistic"), 4), distance_reward_value(1e9, 1.0, "logistic")
+    (0.5379, 0.0)
     """
+    if shape not in DISTANCE_SHAPES:
+        raise ValueError(f"shape must be one of {DISTANCE_SHAPES}, got {shape!r}")
     if distance_km is None or math.isnan(distance_km):
         return 0.0
-    return math.exp(-max(distance_km, 0.0) / tau_km)
+    x = max(distance_km, 0.0) / tau_km
+    if shape == "exp":
+        return math.exp(-x)
+    e = math.exp(-x)  # 2 / (1 + e^x) written with e^-x: no overflow for large d
+    return 2.0 * e / (1.0 + e)
 
 
 class GeoAccuracyReward(CompletionRewardHead):
@@ -93,9 +113,12 @@ class GeoAccuracyReward(CompletionRewardHead):
         name: key of the head in scores, weights and logs.
         alpha: weight of the city in ``I[country] * (alpha I[city] + 1 - alpha)``; 0.8 is the
             paper's code (country only = 0.2).
-        mode: "names" (indicator formula) or "distance" (``exp(-d / tau_km)``).
+        mode: "names" (indicator formula) or "distance" (a function of the distance, ``shape``).
         match: "gazetteer" (codes, aliases, alternate names) or "paper" (substring + ratio).
         tau_km: distance scale of ``mode="distance"`` in km.
+        shape: "exp" (``exp(-d / tau_km)``) or "logistic" (``2 / (1 + exp(d / tau_km))``).
+        prefer_coordinates: use the answer's valid ``coordinates:`` line as the prediction (the
+            geocoded names when it has none); off: the paper's names-only answers.
         paper_min_ratio: length ratio of the paper's substring test.
         require_well_formed: score 0 unless the completion is ``<think>..</think><answer>..</answer>``
             (default: read the answer lines wherever ``parse_answer`` finds them).
@@ -115,6 +138,8 @@ class GeoAccuracyReward(CompletionRewardHead):
         mode: Literal["names", "distance"] = "names",
         match: Literal["gazetteer", "paper"] = "gazetteer",
         tau_km: float = 500.0,
+        shape: Literal["exp", "logistic"] = "exp",
+        prefer_coordinates: bool = False,
         paper_min_ratio: float = 0.7,
         require_well_formed: bool = False,
         names_from_coordinates: bool = True,
@@ -130,10 +155,14 @@ class GeoAccuracyReward(CompletionRewardHead):
             raise ValueError(f"match must be 'gazetteer' or 'paper', got {match!r}")
         if tau_km <= 0:
             raise ValueError(f"tau_km must be > 0, got {tau_km}")
+        if shape not in DISTANCE_SHAPES:
+            raise ValueError(f"shape must be one of {DISTANCE_SHAPES}, got {shape!r}")
         self.alpha = alpha
         self.mode = mode
         self.match = match
         self.tau_km = tau_km
+        self.shape = shape
+        self.prefer_coordinates = prefer_coordinates
         self.paper_min_ratio = paper_min_ratio
         self.require_well_formed = require_well_formed
         self.names_from_coordinates = names_from_coordinates
@@ -155,7 +184,8 @@ class GeoAccuracyReward(CompletionRewardHead):
     @property
     def judge(self) -> GeoJudge:
         """The project's geo rule over this head's gazetteer (truth from coordinates if enabled)."""
-        return GeoJudge(self.gazetteer, truth_from_coordinates=self.names_from_coordinates)
+        return GeoJudge(self.gazetteer, truth_from_coordinates=self.names_from_coordinates,
+                        prefer_coordinates=self.prefer_coordinates)
 
     @torch.no_grad()
     def score(self, batch: RewardBatch) -> torch.Tensor:  # [N]
@@ -173,13 +203,14 @@ class GeoAccuracyReward(CompletionRewardHead):
         if not keep:
             return out
         answers = [(parsed[i].country, parsed[i].city) for i in keep]
+        points = [parsed[i].coordinates for i in keep]
         kept_samples = [samples[i] for i in keep]
         if self.mode == "distance":
-            values = self._distance_scores(answers, kept_samples)
+            values = self._distance_scores(answers, points, kept_samples)
         elif self.match == "paper":
             values = [self._paper_score(parsed[i], samples[i]) for i in keep]
         else:
-            verdicts = self.judge.judge_many(answers, [GeoTruth.of(s) for s in kept_samples])
+            verdicts = self.judge.judge_many(answers, [GeoTruth.of(s) for s in kept_samples], points)
             values = [
                 accuracy_reward_value(v.country_correct is True, v.city_correct is True, self.alpha) for v in verdicts
             ]
@@ -187,13 +218,21 @@ class GeoAccuracyReward(CompletionRewardHead):
             out[i] = v
         return out
 
-    def _distance_scores(self, answers: list[tuple], samples: Sequence[GeoSample]) -> list[float]:
-        places = self.judge.resolve_many(answers)
-        return [
-            0.0 if place is None or not _finite(s.lat, s.lon)
-            else distance_reward_value(geodesic_km(place.lat, place.lon, s.lat, s.lon), self.tau_km)
-            for place, s in zip(places, samples)
-        ]
+    def _distance_scores(
+        self, answers: list[tuple], points: list[tuple[float, float] | None], samples: Sequence[GeoSample]
+    ) -> list[float]:
+        judge = self.judge
+        use = judge.points(points, len(points))  # the valid points, when coordinates are preferred
+        todo = [i for i, p in enumerate(use) if p is None]  # geocode only the answers placed by names
+        places = dict(zip(todo, judge.resolve_many([answers[i] for i in todo])))
+        out = []
+        for i, s in enumerate(samples):
+            point = use[i] if use[i] is not None else (places[i].lat, places[i].lon) if places.get(i) is not None else None
+            if point is None or not _finite(s.lat, s.lon):
+                out.append(0.0)
+            else:
+                out.append(distance_reward_value(geodesic_km(point[0], point[1], s.lat, s.lon), self.tau_km, self.shape))
+        return out
 
     def _truth_names(self, sample: GeoSample) -> tuple[str, str]:
         """The paper test's true names: the sample's, else (``names_from_coordinates``) reverse-geocoded."""
