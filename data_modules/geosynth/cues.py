@@ -97,6 +97,14 @@ ENTITIES: dict[str, str] = {
     "golden column": "column topped with a golden figure (Mexico City)",
     "twin spires": "cathedral with two pointed yellow spires (Guadalajara)",
     "beach": "pale sand strip along the water (Cancún)",
+    # district cues (layout="districts": each district of a city has its own landmark and awning colour)
+    "fountain": "basin with a column and water arcs (a district)",
+    "clock tower": "brick tower with a clock face and a pointed roof (a district)",
+    "stadium": "low oval bowl with two floodlight masts (a district)",
+    "windmill": "white tapered mill with two crossed sails (a district)",
+    "bridge": "stone arch bridge with a parapet (a district)",
+    "chimney": "tall banded brick chimney with smoke (a district)",
+    "awning": "striped awning over a shop front, in the district's colour (a district)",
     # generic distractors
     "lamp post": "street lamp (distractor)",
     "bench": "park bench (distractor)",

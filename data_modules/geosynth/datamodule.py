@@ -4,7 +4,9 @@
 ``root/manifest.json`` already records the same arguments; ``setup()`` points the inherited
 :class:`MP16Reason` pipeline at the generated shards. ``test_format="im2gps3k"`` makes the
 test loader read the IM2GPS3K-format copy of the test split (CSV + image folder) through
-:class:`IM2GPS3K` instead of the test shards.
+:class:`IM2GPS3K` instead of the test shards; the predict loader reads the same test split in
+the same format (so ``cli.py predict`` rows carry the IM2GPS3K CSV's ``IMG_ID`` that
+``python -m globe.score`` matches).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from ..im2gps3k import IM2GPS3K
 from ..mp16_reason import MP16Reason
-from .generate import FORMAT_VERSION, write_geosynth
+from .generate import FORMAT_VERSION, option_args, write_geosynth
 
 __all__ = ["GeoSynth"]
 
@@ -34,7 +36,12 @@ class GeoSynth(MP16Reason):
         shard_size: images per shard (each split has at least ``min_shards`` shards).
         min_shards: shards per split at least, so several ranks x workers can read it.
         nonlocalizable_rate: fraction of close-ups without any location cue.
-        test_format: ``"shards"`` or ``"im2gps3k"`` (CSV + image folder copy of the test split).
+        test_format: ``"shards"`` or ``"im2gps3k"`` (CSV + image folder copy of the test split),
+            for the test and predict loaders.
+        layout: ``"cities"`` (every sample at its city's point) or ``"districts"`` (2-4
+            districts per city a few km apart, each with its own cues; samples at their
+            district: :mod:`data_modules.geosynth.districts`).
+        answer_coordinates: end the reasoning's answer with ``coordinates: lat, lon``.
         batch_size, num_workers, shuffle_buffer, epoch_length, max_bad_fraction: as MP16Reason.
     """
 
@@ -51,6 +58,8 @@ class GeoSynth(MP16Reason):
         min_shards: int = 4,
         nonlocalizable_rate: float = 0.15,
         test_format: str = "shards",
+        layout: str = "cities",
+        answer_coordinates: bool = False,
         batch_size: int = 8,
         num_workers: int = 0,
         shuffle_buffer: int = 500,
@@ -65,7 +74,7 @@ class GeoSynth(MP16Reason):
         self.generation_args = {
             "train": train_size, "val": val_size, "test": test_size, "seed": seed, "size": image_size,
             "shard_size": shard_size, "min_shards": min_shards, "nonlocalizable_rate": nonlocalizable_rate,
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION, **option_args(layout, answer_coordinates),  # options only when not default
         }
         self.test_format = test_format
         self._im2gps3k: IM2GPS3K | None = None
@@ -111,3 +120,6 @@ class GeoSynth(MP16Reason):
             self._im2gps3k.trainer = self.trainer
             return self._im2gps3k.test_dataloader()
         return super().test_dataloader()
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()  # the test split, in test_format

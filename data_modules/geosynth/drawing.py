@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from PIL import Image, ImageDraw, ImageFont
 
+from .district_drawing import DISTRICT_DRAWERS
 from .scene import Element, Scene, jitter
 
 __all__ = ["DRAWERS", "render"]
@@ -628,6 +629,7 @@ DRAWERS: dict[str, Callable] = {
     "golden column": _golden_column, "twin spires": _twin_spires, "beach": _beach,
     "lamp post": _lamp_post, "bench": _bench, "wall": _wall, "window": _window, "picture frame": _picture_frame,
     "door": _door,
+    **DISTRICT_DRAWERS,  # layout="districts"
 }
 
 

@@ -6,6 +6,11 @@ answer is the scene's country and city, in the project's answer format
 (``format_answer``). Elements that were not drawn are never named, not even negated
 ("no palm trees"), so ``cues.mentioned_entities(reasoning) <= set(entities)`` always holds.
 Non-localizable close-ups say so and give the label as a low-confidence answer.
+
+In the ``districts`` layout the trace also names the district's cues that were drawn (its
+landmark, the colour of its awnings) and which district of the city they mark; with
+``coordinates`` the answer ends with a ``coordinates: lat, lon`` line (the district's point in
+that layout, the city's in the ``cities`` layout), so a warm start teaches that format.
 """
 
 from __future__ import annotations
@@ -104,6 +109,12 @@ def think_text(scene: Scene, rng: random.Random) -> str:
                 sentences.append("There is water at the horizon, so the place is on a coast, a lake or a river.")
             else:
                 sentences.append(f"The {name} in the scene is characteristic of {city.name}.")
+        elif e.role == "district" and scene.district is not None:
+            d = scene.district
+            if name == "awning":
+                sentences.append(f"A {d.awning} awning is out; {d.awning} awnings mark the {d.name} district of {city.name}.")
+            else:
+                sentences.append(f"I see {_plural(name, n)}, which marks the {d.name} district of {city.name}.")
     if rng.random() < 0.5:  # vary the order a little, keep the conclusion last
         sentences = sentences[1:] + sentences[:1] if len(sentences) > 2 else sentences
     city_cues = [e for e in scene.elements if e.role == "city"]
@@ -112,9 +123,16 @@ def think_text(scene: Scene, rng: random.Random) -> str:
     else:
         conclusion = (f"Together these cues point to {country.name}; nothing identifies the city itself, so "
                       f"{city.name} is my best guess among its cities.")
+    if scene.district is not None:
+        d = scene.district
+        if any(e.role == "district" for e in scene.elements):
+            conclusion += f" The district cues place the image in the {d.name} district of {city.name}."
+        else:
+            conclusion += f" Nothing marks the district, so the {d.name} district of {city.name} is a guess."
     return " ".join(sentences + [conclusion])
 
 
-def trace(scene: Scene, rng: random.Random) -> str:
-    """Full target completion: ``<think>...</think><answer>country: ..\\ncity: ..</answer>``."""
-    return format_answer(think_text(scene, rng), scene.city.country.name, scene.city.name)
+def trace(scene: Scene, rng: random.Random, coordinates: tuple[float, float] | None = None) -> str:
+    """Full target completion: ``<think>...</think><answer>country: ..\\ncity: ..</answer>``, with a
+    ``coordinates:`` line when ``coordinates`` are given."""
+    return format_answer(think_text(scene, rng), scene.city.country.name, scene.city.name, coordinates)

@@ -10,6 +10,11 @@ Street scene (localizable): each cue is drawn with its own probability
 redrawn. Colours and positions are jittered; distractors (sun, cloud, bird, lamp post,
 bench) and, sometimes, a cue borrowed from another country are added as noise.
 Close-up scene (non-localizable): sky, indoor wall or ground filling the frame, no cue.
+
+With a :class:`~.districts.District` (``layout="districts"``) a street scene also shows the
+district's cues, each with its own probability: its landmark (``district_landmark``) and an
+awning in its colour (``awning``), role ``"district"``. Without one, the plan and the random
+numbers it draws are exactly the ``cities`` layout's.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from .districts import District
 from .places import CITIES, COUNTRIES, City
 
 __all__ = ["CUE_PROB", "Element", "Scene", "jitter", "plan_scene"]
@@ -37,6 +43,8 @@ CUE_PROB = {
     "flag": 0.45,
     "distractor": 0.5,  # each of up to two generic distractors
     "borrowed": 0.15,  # a vegetation or building of another country
+    "district_landmark": 0.8,  # layout="districts": the district's landmark
+    "awning": 0.6,  # layout="districts": a shop awning in the district's colour
 }
 _MIN_CUES = 2
 
@@ -50,7 +58,7 @@ class Element:
     color: RGB = (128, 128, 128)
     text: str = ""  # sign text
     script: str = ""  # text entity of a sign
-    role: str = "distractor"  # country | city | distractor | borrowed | scene
+    role: str = "distractor"  # country | city | district | distractor | borrowed | scene
 
 
 @dataclass
@@ -64,6 +72,7 @@ class Scene:
     ground_rgb: RGB = (100, 100, 100)
     drive: str = ""  # driving side shown by the car ("" when no car)
     elements: list[Element] = field(default_factory=list)
+    district: District | None = None  # layout="districts": where in the city the image is
 
     def names(self) -> list[str]:
         """Entities drawn, each once, in drawing order (including sky/ground)."""
@@ -83,10 +92,10 @@ def _side_x(rng: random.Random) -> float:
     return rng.uniform(0.05, 0.33) if rng.random() < 0.5 else rng.uniform(0.67, 0.95)
 
 
-def _street(rng: random.Random, city: City) -> Scene:
+def _street(rng: random.Random, city: City, district: District | None = None) -> Scene:
     country = city.country
     scene = Scene(city, True, "street", horizon=rng.uniform(0.48, 0.6), sky=jitter(rng, country.sky),
-                  ground=country.ground, ground_rgb=jitter(rng, country.ground_rgb))
+                  ground=country.ground, ground_rgb=jitter(rng, country.ground_rgb), district=district)
     els = scene.elements
     h = scene.horizon
     p = CUE_PROB
@@ -158,6 +167,13 @@ def _street(rng: random.Random, city: City) -> Scene:
     for name in ("lamp post", "bench"):
         if rng.random() < p["distractor"] / 2:
             els.append(Element(name, _side_x(rng), rng.uniform(h + 0.1, 0.95), 1.0, role="distractor"))
+    if district is not None:  # the district's own cues (only in the districts layout)
+        if rng.random() < p["district_landmark"]:
+            els.append(Element(district.landmark, _side_x(rng), rng.uniform(h + 0.02, h + 0.1), rng.uniform(0.8, 1.1),
+                               role="district"))
+        if rng.random() < p["awning"]:
+            els.append(Element("awning", _side_x(rng), rng.uniform(h + 0.15, 0.9), rng.uniform(0.8, 1.1),
+                               jitter(rng, district.awning_rgb, 8), role="district"))
     # far things first, near things last
     background = [e for e in els if e.name in ("aurora", "sun", "cloud", "bird", "mountain", "dune", "hills", "water")]
     rest = sorted((e for e in els if e not in background), key=lambda e: (e.name != "road", e.y))
@@ -165,9 +181,9 @@ def _street(rng: random.Random, city: City) -> Scene:
     return scene
 
 
-def _close_up(rng: random.Random, city: City) -> Scene:
+def _close_up(rng: random.Random, city: City, district: District | None = None) -> Scene:
     kind = rng.choice(("sky", "wall", "ground"))
-    scene = Scene(city, False, kind)
+    scene = Scene(city, False, kind, district=district)
     els = scene.elements
     if kind == "sky":
         scene.sky = jitter(rng, rng.choice([(120, 170, 225), (170, 180, 195), (90, 150, 220)]))
@@ -189,12 +205,15 @@ def _close_up(rng: random.Random, city: City) -> Scene:
     return scene
 
 
-def plan_scene(rng: random.Random, city: City | None = None, localizable: bool = True) -> Scene:
-    """Plan one image of ``city`` (random when ``None``); a street scene needs >= 2 cues."""
+def plan_scene(
+    rng: random.Random, city: City | None = None, localizable: bool = True, district: District | None = None
+) -> Scene:
+    """Plan one image of ``city`` (random when ``None``), in ``district`` of it when given; a
+    street scene needs >= 2 country / city cues."""
     city = city or rng.choice(CITIES)
     if not localizable:
-        return _close_up(rng, city)
+        return _close_up(rng, city, district)
     while True:
-        scene = _street(rng, city)
+        scene = _street(rng, city, district)
         if sum(1 for e in scene.elements if e.role in ("country", "city")) >= _MIN_CUES:
             return scene
