@@ -1,14 +1,17 @@
 """Write ``cli.py predict`` results to disk: one file per rank while predicting, one merged file at the end.
 
-Each ``predict_step`` returns ``globe.evaluation.Prediction`` rows (the completion, the parsed
-country / city, the geocoded coordinates). Every rank appends its rows, batch by batch, to its own
+Each ``predict_step`` returns ``globe.evaluation.Prediction`` rows: the policy's (the completion,
+the parsed country / city, the geocoded coordinates) or a subclass's, such as GeoRetrieval's
+coordinates-only rows (``pred_level="coordinates"``, with their top-k points). Every rank appends its rows, batch by batch, to its own
 part file (``<name>.rank<R>.partial``), so nothing is held in memory and nothing is lost to
 another rank's write. At the end of ``predict`` the ranks meet; rank 0 concatenates the parts in
 rank order into ``path`` through a temporary file and ``os.replace`` (a crash leaves the previous
 file, never a truncated one), then removes the parts.
 
 Formats, by the extension of ``path``: ``.csv`` (the test predictions' columns, which
-``python -m globe.score`` reads) or ``.jsonl`` (one JSON object a row; NaN written as ``null``).
+``python -m globe.score`` reads; a subclass's further fields are left out) or ``.jsonl`` (one
+JSON object a row, every field; NaN written as ``null``). A row that is not a ``Prediction``
+is an error naming its type, not a file silently left empty.
 The output directory is checked for writing before the first batch is decoded.
 """
 
@@ -54,7 +57,7 @@ class PredictionWriter(BasePredictionWriter):
     def _format(self, rows: Sequence[Prediction]) -> str:
         out = io.StringIO()
         if self.path.suffix == ".csv":
-            csv.DictWriter(out, fieldnames=PREDICTION_COLUMNS).writerows(r.row() for r in rows)
+            csv.DictWriter(out, fieldnames=PREDICTION_COLUMNS, extrasaction="ignore").writerows(r.row() for r in rows)
         else:
             for r in rows:
                 out.write(json.dumps({k: _jsonable(v) for k, v in r.row().items()}, ensure_ascii=False) + "\n")
@@ -67,6 +70,9 @@ class PredictionWriter(BasePredictionWriter):
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx) -> None:
         rows = list(prediction or [])
+        wrong = [type(r).__name__ for r in rows if not isinstance(r, Prediction)]
+        if wrong:
+            raise TypeError(f"PredictionWriter: predict_step must return globe.evaluation.Prediction rows, got {wrong[0]}")
         with open(self._part(trainer.global_rank), "a", encoding="utf-8", errors="backslashreplace", newline="") as f:
             f.write(self._format(rows))
         self.rows_written += len(rows)

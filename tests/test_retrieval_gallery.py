@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -101,7 +103,10 @@ def test_predict_returns_top_k_from_the_gallery_of_seen_locations():
     model.on_predict_epoch_start()
     rows = model.predict_step(batch[:2], 0)
     seen = {tuple(c) for c in model.seen.coordinates().tolist()}
-    assert [r["key"] for r in rows] == ["k0", "k1"] and len(seen) == 4
-    for r in rows:
-        assert len(r["top_k"]) == 3 and r["scores"] == sorted(r["scores"], reverse=True)
-        assert all(tuple(c) in seen for c in r["top_k"]) and [r["pred_lat"], r["pred_lon"]] == r["top_k"][0]
+    assert [r.IMG_ID for r in rows] == ["k0", "k1"] and len(seen) == 4
+    for r, s in zip(rows, batch):
+        assert len(r.top_k) == 3 and r.scores == sorted(r.scores, reverse=True)
+        assert all(tuple(c) in seen for c in r.top_k) and [r.pred_lat, r.pred_lon] == r.top_k[0]
+        # a coordinates-only predictions row: no names, so nothing to judge
+        assert r.pred_level == "coordinates" and (r.LAT, r.LON) == (s.lat, s.lon) and r.pred_text == ""
+        assert math.isnan(r.country_ok) and math.isnan(r.city_ok)

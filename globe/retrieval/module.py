@@ -9,7 +9,10 @@ Algorithm (GeoCLIP, Vivanco Cepeda, Nayak and Shah, NeurIPS 2023):
    batches' coordinates); loss = cross-entropy of ``exp(t) · cos(V(x_i), L(g_j))`` over the
    candidates with target i; then the batch's coordinates enter the queue;
 4. prediction: the gallery point whose embedding has the largest cosine with V(x); validation
-   and test report top-1 accuracy at 1 / 25 / 200 / 750 / 2500 km (``GeoAccuracy``).
+   and test report top-1 accuracy at 1 / 25 / 200 / 750 / 2500 km (``GeoAccuracy``);
+   ``predict`` returns one :class:`RetrievalPrediction` per image, the rows the predictions
+   CSV has (``pred_level="coordinates"``, no names), which ``callbacks.prediction_writer``
+   writes and ``python -m globe.score`` scores, plus the top-k points and their cosines.
 
 Deviations from GeoCLIP, each a switch: the GPS queue starts empty (:mod:`.queue`); queue
 jitter is optional (``queue_jitter_km``); candidates within ``false_negative_km`` of an image's
@@ -29,13 +32,15 @@ CLIP ViT-L/14 (``vision_path`` to a local copy of that model).
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
 
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
+from globe.evaluation import Prediction
 from globe.metrics import GeoAccuracy
 from globe.retrieval.gallery import GPSGallery
 from globe.retrieval.gallery_csv import read_gallery_csv
@@ -47,7 +52,17 @@ from globe.retrieval.queue import GPSQueue
 from globe.retrieval.seen_locations import SeenLocations
 from globe.sample import GeoSample
 
-__all__ = ["GeoRetrieval"]
+__all__ = ["GeoRetrieval", "RetrievalPrediction"]
+
+
+@dataclass
+class RetrievalPrediction(Prediction):
+    """A coordinates-only prediction (``pred_level="coordinates"``, no names: ``country_ok`` /
+    ``city_ok`` NaN, empty ``pred_text``) with the top-k gallery points, best first, and their
+    cosines. The CSV keeps the predictions columns; JSONL also carries ``top_k`` / ``scores``."""
+
+    top_k: list[list[float]] = field(default_factory=list)  # [k, 2] (lat, lon)
+    scores: list[float] = field(default_factory=list)  # [k]
 
 
 def _coordinates(batch: Sequence[GeoSample], device: torch.device) -> torch.Tensor:
@@ -235,11 +250,19 @@ class GeoRetrieval(LightningModule):
         if self._gallery is None:
             raise RuntimeError("GeoRetrieval.predict needs a gallery: train first, or set gallery to a CSV or 'geoclip'")
 
-    def predict_step(self, batch: list[GeoSample], batch_idx: int) -> list[dict[str, Any]]:
-        """Per image: key, ground truth, the top-k gallery coordinates and their cosine scores."""
+    def predict_step(self, batch: list[GeoSample], batch_idx: int) -> list[RetrievalPrediction]:
+        """Per image: the top-1 gallery point as a predictions row (IDs and ground truth from the
+        sample, as the policy's rows), with the top-k points and their cosine scores."""
         hits = self._gallery.search(self.embed_images([s.image for s in batch]), k=min(self.hparams.top_k, len(self._gallery)))
-        return [{"key": s.key, "lat": s.lat, "lon": s.lon, "pred_lat": float(c[0, 0]), "pred_lon": float(c[0, 1]),
-                 "top_k": c.tolist(), "scores": sc.tolist()} for s, c, sc in zip(batch, hits.coordinates, hits.scores)]
+        return [
+            RetrievalPrediction(
+                IMG_ID=s.extra.get("img_id", s.key), pred_country="", pred_city="",
+                pred_lat=float(c[0, 0]), pred_lon=float(c[0, 1]), pred_level="coordinates",
+                LAT=float(s.lat), LON=float(s.lon), country=s.country or "", city=s.city or "",
+                country_ok=math.nan, city_ok=math.nan, pred_text="", top_k=c.tolist(), scores=sc.tolist(),
+            )
+            for s, c, sc in zip(batch, hits.coordinates, hits.scores)
+        ]
 
     # ---- optimisation ------------------------------------------------------------------------
 
