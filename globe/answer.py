@@ -190,10 +190,10 @@ def _component(groups: tuple) -> tuple[str | None, float] | None:
 
 
 def _strip_value(value: str) -> str:
-    """A coordinate value without tags, markdown, hedges, a trailing remark in brackets, outer
-    brackets and trailing punctuation; the Unicode minus read as ``-``."""
+    """A coordinate value without tags, markdown around it, hedges, a trailing remark in
+    brackets, outer brackets and trailing punctuation; the Unicode minus read as ``-``."""
     v = _TAG.split(value[:MAX_VALUE_CHARS], maxsplit=1)[0]
-    v = _MARKDOWN.sub("", v).replace("\u2212", "-").strip()
+    v = v.strip().strip("*_`").replace("\u2212", "-").strip()  # markdown around the value only: "1_9" is no 19
     m = _HEDGE.match(v)
     v = v[m.end():] if m else v
     if not v.startswith(("(", "[")):
