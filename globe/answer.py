@@ -13,9 +13,11 @@ what models really write:
 * placeholder values (``unknown``, ``n/a``, ``none``, ``-``) count as missing.
 
 Coordinates (optional; the paper's format has none): a ``coordinates:`` line (also
-``coordinate`` / ``coords`` / ``gps``), or ``latitude:`` and ``longitude:`` lines (``lat`` /
-``lon`` / ``lng``), read like the names (answer block first, the last one wins) by
-:func:`parse_coordinates`: decimal degrees, signed or with a hemisphere (``N S E W`` or the
+``coordinate`` / ``coords`` / ``gps`` / ``lat/lon``), or ``latitude:`` and ``longitude:`` lines
+(``lat`` / ``lon`` / ``lng``), the last one winning, read from the last ``<answer>`` block;
+without one there, from the lines after the block when the block names both country and city
+(coordinates in ``<think>`` are reasoning, not the answer), else from anywhere in the text, as
+the names are. The value is read by :func:`parse_coordinates`: decimal degrees, signed or with a hemisphere (``N S E W`` or the
 words, before or after the number; S and W negate), an optional degree sign, optional minutes
 ``'`` and seconds ``"``, the two numbers separated by a comma, semicolon, slash or spaces, in
 brackets or not, ``lat 48.8 lon 2.3`` naming the axes. Without hemispheres or axis names the
@@ -72,12 +74,13 @@ _TAG_ANY_CASE = re.compile(r"</?(?:think|answer)>", re.I)  # fixed length: one l
 # and markdown (possessive: never given back), then a separator (":", "=", or a dash right
 # after whitespace; for a coordinate label the dash must be followed by whitespace too: a
 # dash before a digit is a minus sign) and the rest of the line
-_FIELD = re.compile(
-    r"(?<!\w)(?:(country|city)|(coordinates?|coords|gps|lat(?:itude)?\s*+(?:[/,&]|and)\s*+(?:lon(?:gitude)?|lng)"
+_FIELD = re.compile(  # (?=[cgl]): lets the engine skip to a label's first letter (2x faster scans)
+    r"(?=[cglCGL])(?<!\w)(?:(country|city)|(coordinates?|coords|gps|lat(?:itude)?\s*+(?:[/,&]|and)\s*+(?:lon(?:gitude)?|lng)"
     r"|latitude|longitude|lat|lon|lng))"
     r"[\s*_`]*+(?:[:：=]|(?<=\s)[-–—](?(1)|(?=\s)))\s*+(.*)",
     re.I,
 )
+_COORDINATE_KEYS = ("coordinates", "lat", "lon")
 _MISSING = {"", "unknown", "n a", "na", "none", "not sure", "unclear", "null", "?", "-", "tbd"}
 
 
@@ -334,14 +337,16 @@ def parse_answer(text: str) -> ParsedAnswer:
         think = text[think_span[0] : think_span[1]].strip() if think_span else None
         answer_span = _last_block(tags, n, "<answer>", ("</answer>",))
         fields = _fields(text, *answer_span) if answer_span else {}
-        has_coordinates = any(k in fields for k in ("coordinates", "lat", "lon"))
-        if "country" not in fields or "city" not in fields or not has_coordinates:
+        has_coordinates = any(k in fields for k in _COORDINATE_KEYS)
+        if "country" not in fields or "city" not in fields:
             outside = _fields(text)  # answer lines outside the tags
             for key in ("country", "city"):
                 if key not in fields and key in outside:
                     fields[key] = outside[key]
             if not has_coordinates:
-                fields.update({k: v for k, v in outside.items() if k in ("coordinates", "lat", "lon")})
+                fields.update({k: v for k, v in outside.items() if k in _COORDINATE_KEYS})
+        elif not has_coordinates and answer_span[1] < n:  # a complete answer block: only lines after it
+            fields.update({k: v for k, v in _fields(text, answer_span[1]).items() if k in _COORDINATE_KEYS})
         coordinates, invalid = _coordinate_fields(fields)
         return ParsedAnswer(think, fields.get("country"), fields.get("city"), well_formed, coordinates, invalid)
     except Exception:  # noqa: BLE001 - the parser is used inside reward loops and must not raise

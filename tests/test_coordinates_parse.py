@@ -125,7 +125,12 @@ def test_the_paper_format_has_no_coordinates():
         # the last line wins, and the answer block before any coordinates in <think>
         (answer("coordinates: 1, 2", "coordinates: 48.8566, 2.3522"), (LAT, LON), False),
         ("<think>GPS: 1, 2</think><answer>country: France\ncoordinates: 48.8566, 2.3522</answer>", (LAT, LON), False),
+        # a complete answer block without coordinates: the lines after it, never the reasoning
         ("<think>x</think><answer>country: France\ncity: Paris</answer>\ncoordinates: 48.8566, 2.3522", (LAT, LON), False),
+        ("<think>GPS: 1, 2</think><answer>country: France\ncity: Paris</answer>", None, False),
+        # an answer block missing a name: every line is read, as for the names
+        ("<think>GPS: 1, 2</think><answer>country: France</answer>", (1.0, 2.0), False),
+        ("country: France\ncity: Paris\ncoordinates: 48.8566, 2.3522", (LAT, LON), False),  # no tags at all
         # given but invalid: flagged, never an error; the names are still read
         (answer("country: France", "city: Paris", "coordinates: 148.8, 2.35"), None, True),
         (answer("country: France", "city: Paris", "coordinates: 48.8, 200"), None, True),
