@@ -179,8 +179,9 @@ class GeoVerdict:
             to the truth, NaN when either is unknown.
         coordinates: the answer's ``(lat, lon)`` when the distance was measured from them
             (``prefer_coordinates`` and a valid point), else None.
-        coordinate_place: the place those coordinates reverse-geocode to, when the judge took a
-            missing name from it (module docstring, 10), else None.
+        coordinate_place: the place the answer's coordinates reverse-geocode to, looked up when
+            the answer lacks a name (module docstring, 10; a name is taken from it only when it
+            fits), else None.
     """
 
     place: Place | None
