@@ -24,8 +24,10 @@ from globe.rollout.prompts_batch import build_prompt_batch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _cli(*args: str, cwd: Path, pythonpath: str | None = None) -> subprocess.CompletedProcess:
     env = {"WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(cwd)}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     proc = subprocess.run([sys.executable, str(REPO / "cli.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
@@ -83,3 +85,31 @@ def test_fit_test_and_export_through_cli(tmp_path, geosynth_root, backbone):
     for threshold in GeoAccuracy().thresholds_km:
         assert f"test/acc@{threshold:g}km" in proc.stdout
     assert len(list(csv.DictReader(open(predictions)))) == 8  # every IM2GPS3K-format test image
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["qwen3_vl", "internvl3"])
+def test_grpo_steps_on_two_fsdp2_ranks(tmp_path, geosynth_root, backbone):
+    """FSDP2 over two CPU ranks: the vision side (InternVL: the tower and its separate projector)
+    is one unit, so encoding images outside the model's forward gathers what it needs; both ranks
+    end with the same weights."""
+    from globe.models.tiny import build_tiny
+
+    run, model_dir = tmp_path / "run", tmp_path / "model"
+    build_tiny(model_dir, backbone=backbone)  # before the ranks start, so they do not both build it
+    proc = _cli(
+        "fit", "--config", str(REPO / "configs/demo.yaml"), "--config", str(REPO / f"configs/backbone/{backbone}.yaml"),
+        f"--model.init_args.model_path={model_dir}", "--model.init_args.group_size=2",
+        "--model.init_args.sampling.max_new_tokens=8", "--model.init_args.eval_sampling.max_new_tokens=8",
+        "--model.init_args.warm_start_steps=1", f"--data.init_args.root={geosynth_root}",
+        "--data.init_args.train_size=48", "--data.init_args.val_size=8", "--data.init_args.test_size=8",
+        "--data.init_args.batch_size=2", "--data.init_args.num_workers=0",
+        "--trainer.devices=2", "--trainer.strategy=lightning.pytorch.strategies.ModelParallelStrategy",
+        "--trainer.strategy.data_parallel_size=2", "--trainer.strategy.tensor_parallel_size=1",
+        "--trainer.max_steps=3", "--trainer.limit_val_batches=0", "--trainer.logger=false",
+        "--trainer.callbacks=[]", "--trainer.callbacks+=test_policy_distributed.ParamSum",
+        f"--trainer.default_root_dir={run}", cwd=tmp_path, pythonpath=str(REPO / "tests"))
+    import re
+
+    sums = dict(re.findall(r"RANK (\d) PARAMSUM (\S+ \S+)", proc.stdout + proc.stderr))
+    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], sums

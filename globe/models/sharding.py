@@ -4,11 +4,13 @@ GRPO loop needs around sharded parameters.
 Under Lightning's ``ModelParallelStrategy`` the policy shards itself in ``configure_model``
 (``GRPOPolicy`` calls ``shard_vlm`` with the strategy's data-parallel mesh). The units:
 
-1. every block the model lists in ``_no_split_modules`` (Qwen2.5-VL: each decoder layer and each
-   vision block), the unit peers shard too (accelerate, TRL);
-2. the vision tower (``visual`` / ``vision_tower`` / ``vision_model``) with its patch embedding
-   and merger: a GRPO step encodes images by calling ``get_image_features`` directly (outside the
-   model's ``forward``), so the tower must gather its own parameters;
+1. every block the model lists in ``_no_split_modules`` (e.g. each decoder layer and each vision
+   block), the unit peers shard too (accelerate, TRL);
+2. the vision side, as one unit: the vision tower (``visual`` / ``vision_tower`` /
+   ``vision_model``) with its patch embedding and merger, and a separate projector into the
+   language model where the model has one (``multi_modal_projector``): a GRPO step encodes images
+   by calling ``get_image_features`` directly (outside the model's ``forward``), so these must
+   gather their own parameters;
 3. the input embeddings and the LM head together (one group: they may be tied, and a tied
    parameter must live in one group); the log-prob code embeds token ids directly too;
 4. the whole transformers model (what remains: final norms); under peft the transformers model
@@ -35,6 +37,7 @@ from collections.abc import Iterator
 import torch
 
 VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model")
+VISION_PROJECTOR_NAMES = ("multi_modal_projector",)
 
 
 def is_dtensor(tensor: torch.Tensor) -> bool:
@@ -63,11 +66,21 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def vision_tower(model: torch.nn.Module) -> torch.nn.Module | None:
-    """The vision encoder submodule (Qwen2.5-VL ``model.visual``), or ``None`` for a text model."""
+    """The vision encoder submodule (e.g. ``model.visual``), or ``None`` for a text model."""
     for name, module in _unwrap(model).named_modules():
         if name.rsplit(".", 1)[-1] in VISION_TOWER_NAMES:
             return module
     return None
+
+
+def vision_side(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The vision tower and the vision projector (the outermost module of each name), in module order."""
+    names = VISION_TOWER_NAMES + VISION_PROJECTOR_NAMES
+    found: list[tuple[str, torch.nn.Module]] = []
+    for name, module in _unwrap(model).named_modules():
+        if name.rsplit(".", 1)[-1] in names and not any(name.startswith(f"{outer}.") for outer, _ in found):
+            found.append((name, module))
+    return [module for _, module in found]
 
 
 def block_modules(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
@@ -96,9 +109,9 @@ def shard_vlm(model: torch.nn.Module, mesh, reshard_after_forward: bool = True, 
         kwargs["mp_policy"] = mp_policy
     for block in list(block_modules(model)):
         fully_shard(block, **kwargs)
-    tower = vision_tower(model)
-    if tower is not None:
-        fully_shard(tower, **kwargs)
+    vision = vision_side(model)
+    if vision:  # one unit (a single module stays a plain unit, as a list of one would not)
+        fully_shard(vision[0] if len(vision) == 1 else vision, **kwargs)
     root = _unwrap(model)  # under peft, generate() calls the transformers model, not the wrapper
     embeddings, head = root.get_input_embeddings(), root.get_output_embeddings()
     fully_shard([embeddings, head] if head is not None else embeddings, **kwargs)
