@@ -168,6 +168,8 @@ class GRPOPolicy(LightningModule):
             a supervised checkpoint does (``globe.grpo.optimizer_state``). Off (default), the warm
             start's moments carry over and damp the first GRPO updates.
         prompt: the user prompt (default: the paper's).
+        prefer_coordinates: validation / test / predict take the answer's ``coordinates:`` line
+            for the distance when it is valid, else the geocoded names (``GeoJudge``).
         predictions_csv: where ``test`` writes its predictions (default: the logger's directory).
         thresholds_km: accuracy thresholds of the evaluation.
         eval_group_size: samples per image in validation / test; metrics of the first sample, plus
@@ -224,6 +226,7 @@ class GRPOPolicy(LightningModule):
         warm_start_decay: Literal["constant", "cosine", "linear"] = "constant",
         warm_start_reset_optimizer: bool = False,
         prompt: str = GEO_PROMPT,
+        prefer_coordinates: bool = False,
         predictions_csv: str | None = None,
         thresholds_km: tuple[float, ...] = (1, 25, 200, 750, 2500),
         eval_group_size: int = 1,
@@ -831,12 +834,12 @@ class GRPOPolicy(LightningModule):
         completions = self.rollout(prompts, sampling=self.eval_sampling, n=k, seed=seed)
         if k > 1:
             samples = [s for s in batch for _ in range(k)]  # row b * k + j: sample j of image b
-            every = evaluate_completions(self.gazetteer, samples, completions.texts)
+            every = evaluate_completions(self.gazetteer, samples, completions.texts, prefer_coordinates=self.hparams.prefer_coordinates)
             if best_metric is not None:
                 best_metric.update(**metric_inputs(best_of_k(every, k)))
             predictions, completions = every[::k], first_samples(completions, k)
         else:
-            predictions = evaluate_completions(self.gazetteer, batch, completions.texts)
+            predictions = evaluate_completions(self.gazetteer, batch, completions.texts, prefer_coordinates=self.hparams.prefer_coordinates)
         metric.update(**metric_inputs(predictions))
         rewards = self.score(batch, prompts, completions)
         logs = {f"{stage}/reward": rewards.total.mean(), f"{stage}/truncated_fraction": completions.truncated.float().mean()}
@@ -873,7 +876,7 @@ class GRPOPolicy(LightningModule):
         prompts = self.build_prompts(batch)
         seed = self.rollout_seed("predict", batch_idx, self.eval_sampling)
         completions = self.rollout(prompts, sampling=self.eval_sampling, n=1, seed=seed)
-        return evaluate_completions(self.gazetteer, batch, completions.texts)
+        return evaluate_completions(self.gazetteer, batch, completions.texts, prefer_coordinates=self.hparams.prefer_coordinates)
 
     def _log_metric(self, metric: GeoAccuracy, stage: str) -> None:
         values = metric.compute()

@@ -68,13 +68,13 @@ class VLMTeacher(Teacher):
 
     Args:
         name: the teacher's name (distinct per teacher).
-        model_path: the model directory (``load_vlm``: Qwen2.5-VL and any ``AutoModelForImageTextToText``).
+        model_path: the model directory (``load_vlm``: any family ``globe.models.backbones`` adapts).
         engine: ``hf`` (transformers ``generate``) or ``vllm``.
         dtype: ``auto`` (bf16 on a GPU, fp32 on the CPU), ``float32``, ``bfloat16``, ``float16``.
         sampling: decoding of the teacher's completion.
         vllm: keyword arguments of ``VLLMRolloutEngine`` (``engine: vllm``).
-        build_tiny_if_missing: build a tiny random Qwen2.5-VL at ``model_path`` when it is absent
-            (the CPU demo and the tests).
+        build_tiny_if_missing: build a tiny random model at ``model_path`` when it is absent (the
+            CPU demo and the tests): ``true`` for the default family, or a backbone name.
         tiny_seed: the tiny model's initialisation seed (two teachers, two seeds).
     """
 
@@ -86,7 +86,7 @@ class VLMTeacher(Teacher):
         dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
         sampling: SamplingConfig = DEFAULT_TEACHER_SAMPLING,
         vllm: dict[str, Any] | None = None,
-        build_tiny_if_missing: bool = False,
+        build_tiny_if_missing: bool | str = False,
         tiny_seed: int = 0,
     ) -> None:
         super().__init__(name)
@@ -116,9 +116,10 @@ class VLMTeacher(Teacher):
             if not self.build_tiny_if_missing:
                 raise FileNotFoundError(f"teacher {self.name}: model_path {path} does not exist "
                                         "(set build_tiny_if_missing: true for the tiny demo teacher)")
-            from globe.models.tiny import build_tiny_qwen2_5_vl
+            from globe.models.tiny import build_tiny
 
-            build_tiny_qwen2_5_vl(path, seed=self.tiny_seed)
+            backbone = self.build_tiny_if_missing if isinstance(self.build_tiny_if_missing, str) else None
+            build_tiny(path, seed=self.tiny_seed, backbone=backbone)
         from globe.models.loading import load_processor, load_vlm
 
         if self.engine_name == "hf":

@@ -5,7 +5,7 @@
   the segmentation filter's real path (``SegmentationLabels``) with made-up classes;
 * :func:`build_tiny_text_encoder` — a 2-layer BERT and a word-level tokenizer trained offline: the agreement filter's ``reasoning: embedding`` path.
 
-(The tiny VLM teachers are ``globe.models.tiny.build_tiny_qwen2_5_vl``.)
+(The tiny VLM teachers are ``globe.models.tiny.build_tiny``.)
 """
 
 from __future__ import annotations
