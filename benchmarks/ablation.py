@@ -236,6 +236,39 @@ class Ablation(demo_seeds.Runner):
         return metrics
 
 
+def run_seeds(runner, seeds: list[int], jobs: int, out: Path, summary: dict, report, report_name: str) -> int:
+    """Build the shared model and data, run every seed (``jobs`` at once), keep ``OUT/summary.json``
+    up to date after each, then write ``report(summary)`` to ``OUT/report_name`` and print it. The
+    exit status: 0 when every seed passed, else 1."""
+    lock = threading.Lock()
+    start = time.monotonic()
+
+    def done(record: dict) -> dict:
+        with lock:
+            summary["seeds"] = sorted(summary["seeds"] + [record], key=lambda s: seeds.index(s["seed"]))
+            rehearsal.write_summary(out / "summary.json", summary)
+            print(f"=== seed {record['seed']}: {record['status']} after {record['wall_s']} s {record['problems'] or ''}",
+                  flush=True)
+        return record
+
+    try:
+        runner.build_shared()
+    except RuntimeError as exn:
+        for seed in seeds:
+            done({"seed": seed, "status": "failed", "problems": [str(exn).splitlines()[0]], "wall_s": 0.0})
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            list(pool.map(lambda s: done(runner.run_seed(s)), seeds))
+
+    summary["wall_s"] = round(time.monotonic() - start, 1)
+    summary["passed"] = all(s["status"] == "passed" for s in summary["seeds"])
+    rehearsal.write_summary(out / "summary.json", summary)
+    text = report(summary)
+    (out / report_name).write_text(text)
+    print(text)
+    return 0 if summary["passed"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -260,33 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         "variants": {name: list(extra) for name, _, extra in VARIANTS},
         "seeds": [],
     }
-    lock = threading.Lock()
-    start = time.monotonic()
-
-    def done(record: dict) -> dict:
-        with lock:
-            summary["seeds"] = sorted(summary["seeds"] + [record], key=lambda s: args.seeds.index(s["seed"]))
-            rehearsal.write_summary(out / "summary.json", summary)
-            print(f"=== seed {record['seed']}: {record['status']} after {record['wall_s']} s {record['problems'] or ''}",
-                  flush=True)
-        return record
-
-    try:
-        runner.build_shared()
-    except RuntimeError as exn:
-        for seed in args.seeds:
-            done({"seed": seed, "status": "failed", "problems": [str(exn).splitlines()[0]], "wall_s": 0.0})
-    else:
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            list(pool.map(lambda s: done(runner.run_seed(s)), args.seeds))
-
-    summary["wall_s"] = round(time.monotonic() - start, 1)
-    summary["passed"] = all(s["status"] == "passed" for s in summary["seeds"])
-    rehearsal.write_summary(out / "summary.json", summary)
-    text = report_markdown(summary)
-    (out / "ablation.md").write_text(text)
-    print(text)
-    return 0 if summary["passed"] else 1
+    return run_seeds(runner, args.seeds, args.jobs, out, summary, report_markdown, "ablation.md")
 
 
 if __name__ == "__main__":

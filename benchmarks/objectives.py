@@ -44,9 +44,6 @@ import platform
 import shlex
 import shutil
 import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -203,33 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "variants": {name: list(extra) for name, _, extra in VARIANTS},
         "seeds": [],
     }
-    lock = threading.Lock()
-    start = time.monotonic()
-
-    def done(record: dict) -> dict:
-        with lock:
-            summary["seeds"] = sorted(summary["seeds"] + [record], key=lambda s: args.seeds.index(s["seed"]))
-            rehearsal.write_summary(out / "summary.json", summary)
-            print(f"=== seed {record['seed']}: {record['status']} after {record['wall_s']} s {record['problems'] or ''}",
-                  flush=True)
-        return record
-
-    try:
-        runner.build_shared()
-    except RuntimeError as exn:
-        for seed in args.seeds:
-            done({"seed": seed, "status": "failed", "problems": [str(exn).splitlines()[0]], "wall_s": 0.0})
-    else:
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            list(pool.map(lambda s: done(runner.run_seed(s)), args.seeds))
-
-    summary["wall_s"] = round(time.monotonic() - start, 1)
-    summary["passed"] = all(s["status"] == "passed" for s in summary["seeds"])
-    rehearsal.write_summary(out / "summary.json", summary)
-    text = report_markdown(summary)
-    (out / "objectives.md").write_text(text)
-    print(text)
-    return 0 if summary["passed"] else 1
+    return ablation.run_seeds(runner, args.seeds, args.jobs, out, summary, report_markdown, "objectives.md")
 
 
 if __name__ == "__main__":
