@@ -136,6 +136,10 @@ class RewardHead(LightningModule):
     def forward(self, batch: RewardBatch) -> torch.Tensor:
         return self.score(batch)
 
+    def shard(self, mesh, mp_policy=None) -> None:
+        """Place this frozen head on the policy's FSDP2 ``mesh`` (called by ``GRPOPolicy`` under
+        ``ModelParallelStrategy``, as for its reference). Heads without a model do nothing."""
+
     def _as_scores(self, values: Sequence[float]) -> torch.Tensor:
         """Float32 scores on this head's device; NaN -> 0, clamped to [0, 1]."""
         out = torch.tensor([0.0 if math.isnan(v) else float(v) for v in values], dtype=torch.float32)
