@@ -1,9 +1,10 @@
 """GLOBE command line: ``python cli.py {fit,validate,test,predict} --config ...``.
 
 A ``LightningCLI`` in subclass mode: the model and the data module are chosen in YAML with
-``class_path`` / ``init_args`` (GRPO policy, localizability reward model, distillation teachers;
-GeoSynth, MP16-Reason shards, IM2GPS3K), and several ``--config`` files compose (later files
-override earlier ones). ``--print_config`` prints the resolved configuration.
+``class_path`` / ``init_args``: models (the GRPO policy, the localizability reward model, the
+distillation teachers of ``predict``, the retrieval model) and data (GeoSynth, MP16-Reason shards,
+localizability pairs, raw image folders, IM2GPS3K). Several ``--config`` files compose (later
+files override earlier ones). ``--print_config`` prints the resolved configuration.
 
 Without any ``--config`` the demo configuration (``configs/demo.yaml``) is used, so
 ``python cli.py fit`` runs the demo. Weights & Biases logs offline when no API key is set.

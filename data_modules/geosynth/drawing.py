@@ -1,7 +1,8 @@
 """Render a planned :class:`Scene` with PIL ImageDraw (no fonts beyond PIL's bitmap font).
 
-Every drawer takes ``(draw, element, px)`` where ``px(fx, fy)`` maps fractions of the
-image to pixels and ``u`` is the pixel size of one unit (image size / 128 x element scale).
+Every drawer takes ``(cv, e)``: the canvas ``cv`` (``cv.d`` its ``ImageDraw``, ``cv.rng`` the
+seeded RNG, ``cv.px(fx, fy)`` fractions of the image to pixels, ``cv.unit(e)`` the pixel size of
+one unit: image size / 128 x the element's scale) and the planned :class:`Element` ``e``.
 Drawing is a pure function of the scene and ``rng`` (seeded by the caller): the same scene
 and seed give identical pixels. Only PIL's built-in bitmap font is used, so text pixels do
 not depend on the FreeType version installed.
