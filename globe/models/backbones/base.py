@@ -24,7 +24,7 @@ Tensors: B prompts, I images, n samples per prompt, P prompt tokens, C completio
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -69,6 +69,47 @@ def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
     """The transformers model inside a peft wrapper (or the model itself)."""
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model
+
+
+def bpe_tokenizer(
+    corpus: Iterable[str],
+    special_tokens: Sequence[str],
+    vocab_size: int,
+    chat_template: str,
+    eos_token: str,
+    pad_token: str,
+    added_tokens: Sequence[str] = (),
+    **special: Any,
+):
+    """A byte-level BPE tokenizer trained on ``corpus`` for a tiny model: ``special_tokens`` first
+    (ids 0..k-1), the family's EOS / pad tokens and ``chat_template``; ``special`` are further
+    ``PreTrainedTokenizerFast`` keyword arguments (``additional_special_tokens``, ...) and
+    ``added_tokens`` ordinary added tokens (decoded with the text)."""
+    from transformers import PreTrainedTokenizerFast
+
+    from globe.models.tiny import train_bpe
+
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=train_bpe(corpus, list(special_tokens), vocab_size),
+        eos_token=eos_token,
+        pad_token=pad_token,
+        clean_up_tokenization_spaces=False,
+        **special,
+    )
+    if added_tokens:
+        fast.add_tokens(list(added_tokens))
+    fast.chat_template = chat_template
+    return fast
+
+
+def save_tiny_model(model_class: type, config, seed: int, out: Path) -> None:
+    """A random ``model_class(config)`` seeded with ``seed``, its generation config ending and padding
+    with the text config's tokens, saved to ``out``."""
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    model.generation_config.eos_token_id = config.text_config.eos_token_id
+    model.generation_config.pad_token_id = config.text_config.pad_token_id
+    model.save_pretrained(out)
 
 
 class VLMBackbone:

@@ -42,7 +42,7 @@ from PIL import Image
 from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 from transformers.models.internvl.processing_internvl import InternVLProcessor
 
-from globe.models.backbones.base import VLMBackbone, masked_placeholder_ids
+from globe.models.backbones.base import VLMBackbone, bpe_tokenizer, masked_placeholder_ids, save_tiny_model
 from globe.models.processor import ImageOnlyProcessorMixin
 
 __all__ = ["CHAT_TEMPLATE", "ImageOnlyInternVLProcessor", "InternVL3Backbone", "SPECIAL_TOKENS"]
@@ -118,19 +118,10 @@ def tiles_per_image(input_ids: torch.Tensor, start_id: int, end_id: int, tokens_
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int = 4096):
     """Byte-level BPE with InternVL3's special tokens, ChatML template, EOS ``<|im_end|>``."""
-    from transformers import PreTrainedTokenizerFast
-
-    from globe.models.tiny import train_bpe
-
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=train_bpe(corpus, SPECIAL_TOKENS, vocab_size),
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
+    return bpe_tokenizer(
+        corpus, SPECIAL_TOKENS, vocab_size, CHAT_TEMPLATE, eos_token="<|im_end|>", pad_token="<|endoftext|>",
         extra_special_tokens=IMAGE_TOKENS,
-        clean_up_tokenization_spaces=False,
     )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
 
 
 def tiny_config(tokenizer, hidden: int = 128, layers: int = 2):
@@ -301,11 +292,7 @@ class InternVL3Backbone(VLMBackbone):
 
         tokenizer = train_tokenizer(corpus, vocab_size)
         config = tiny_config(tokenizer, hidden=hidden, layers=layers)
-        torch.manual_seed(seed)
-        model = InternVLForConditionalGeneration(config).eval()
-        model.generation_config.eos_token_id = config.text_config.eos_token_id
-        model.generation_config.pad_token_id = config.text_config.pad_token_id
-        model.save_pretrained(out)
+        save_tiny_model(InternVLForConditionalGeneration, config, seed, out)
         image_processor = GotOcr2ImageProcessorPil(
             size={"height": TILE, "width": TILE}, crop_to_patches=True, min_patches=1, max_patches=MAX_TILES,
             image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, do_normalize=True,

@@ -30,7 +30,7 @@ from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProce
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from globe.models.backbones import patch_grid
-from globe.models.backbones.base import VLMBackbone, repeat_rows
+from globe.models.backbones.base import VLMBackbone, bpe_tokenizer, repeat_rows, save_tiny_model
 from globe.models.processor import ImageOnlyProcessorMixin
 
 __all__ = [
@@ -123,19 +123,10 @@ def save_grid_processor(processor, out_dir: str | Path, processor_class: str, vi
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int = 4096):
     """Byte-level BPE with the Qwen special tokens at ids 0..13, ChatML template, EOS ``<|im_end|>``."""
-    from transformers import PreTrainedTokenizerFast
-
-    from globe.models.tiny import train_bpe
-
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=train_bpe(corpus, SPECIAL_TOKENS, vocab_size),
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
+    return bpe_tokenizer(
+        corpus, SPECIAL_TOKENS, vocab_size, CHAT_TEMPLATE, eos_token="<|im_end|>", pad_token="<|endoftext|>",
         additional_special_tokens=SPECIAL_TOKENS[1:],
-        clean_up_tokenization_spaces=False,
     )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
 
 
 def tiny_config(tokenizer, hidden: int = 128, layers: int = 2):
@@ -268,11 +259,7 @@ class Qwen2_5_VLBackbone(VLMBackbone):
 
         tokenizer = train_tokenizer(corpus, vocab_size)
         config = tiny_config(tokenizer, hidden=hidden, layers=layers)
-        torch.manual_seed(seed)
-        model = Qwen2_5_VLForConditionalGeneration(config).eval()
-        model.generation_config.eos_token_id = config.text_config.eos_token_id
-        model.generation_config.pad_token_id = config.text_config.pad_token_id
-        model.save_pretrained(out)
+        save_tiny_model(Qwen2_5_VLForConditionalGeneration, config, seed, out)
         image_processor = Qwen2VLImageProcessorPil(min_pixels=MIN_IMAGE_PIXELS, max_pixels=MAX_IMAGE_PIXELS)
         processor = ImageOnlyQwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
         self.save_processor(processor, out)

@@ -31,7 +31,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 
 from globe.models.backbones import patch_grid
-from globe.models.backbones.base import masked_placeholder_ids, unwrapped
+from globe.models.backbones.base import bpe_tokenizer, masked_placeholder_ids, save_tiny_model, unwrapped
 from globe.models.backbones.qwen2_5_vl import SPECIAL_TOKENS, Qwen2_5_VLBackbone
 from globe.models.processor import ImageOnlyProcessorMixin
 
@@ -65,20 +65,10 @@ class ImageOnlyQwen3VLProcessor(ImageOnlyProcessorMixin, Qwen3VLProcessor):
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int = 4096):
     """Byte-level BPE with the Qwen special tokens, ``<think>`` / ``</think>`` as added tokens."""
-    from transformers import PreTrainedTokenizerFast
-
-    from globe.models.tiny import train_bpe
-
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=train_bpe(corpus, SPECIAL_TOKENS, vocab_size),
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=SPECIAL_TOKENS[1:],
-        clean_up_tokenization_spaces=False,
+    return bpe_tokenizer(
+        corpus, SPECIAL_TOKENS, vocab_size, CHAT_TEMPLATE, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        added_tokens=ADDED_TOKENS, additional_special_tokens=SPECIAL_TOKENS[1:],
     )
-    fast.add_tokens(ADDED_TOKENS)
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
 
 
 def tiny_config(tokenizer, hidden: int = 128, layers: int = 2):
@@ -199,11 +189,7 @@ class Qwen3VLBackbone(Qwen2_5_VLBackbone):
 
         tokenizer = train_tokenizer(corpus, vocab_size)
         config = tiny_config(tokenizer, hidden=hidden, layers=layers)
-        torch.manual_seed(seed)
-        model = Qwen3VLForConditionalGeneration(config).eval()
-        model.generation_config.eos_token_id = config.text_config.eos_token_id
-        model.generation_config.pad_token_id = config.text_config.pad_token_id
-        model.save_pretrained(out)
+        save_tiny_model(Qwen3VLForConditionalGeneration, config, seed, out)
         image_processor = Qwen2VLImageProcessorPil(
             patch_size=16, merge_size=2, temporal_patch_size=2, min_pixels=MIN_IMAGE_PIXELS, max_pixels=MAX_IMAGE_PIXELS,
             image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
