@@ -9,6 +9,21 @@ One training step (one batch of B images) is an orchestration of small overridab
     stats       = self.optimize(prompts, completions, advantages)  # mu passes, micro-batched
     self.engine.sync_weights(self.model)                # engine samples from the new weights
 
+This module is the LightningModule: the orchestration, the set-up (loading, FSDP2 sharding of the
+policy, its reference and the reward heads), evaluation and checkpoint contents. The parts live
+beside it, each in its own file:
+
+    globe/grpo/trajectory.py      Rewards, Rollout, TrainBatch, Trajectory: what a step carries, with shapes
+    globe/grpo/update.py          GRPOUpdate: the loss over micro-batches of whole groups, num_iterations
+                                  passes, token normalisation over the global step, the step's stats
+    globe/grpo/reference.py       ReferencePolicy: pi_ref of the KL term (adapters off, or a frozen copy)
+    globe/grpo/dynamic_step.py    a step under dynamic sampling: refill, kept batch, padding, logs
+    globe/grpo/collectives.py     the decisions every rank takes alike (refill rounds, maxima, token counts)
+    globe/warm_start.py           the supervised warm start and the switch to GRPO
+    globe/rollout/factory.py      make_engine: the HF or vLLM rollout engine (and vLLM's logprobs_mode)
+    globe/grpo/advantages.py, loss.py, loss_types.py, dynamic_sampling.py, lr_schedule.py ...
+                                  the pure math, tested with hand-worked numbers
+
 Algorithm (paper, sec. 3.3): GRPO with A = (r - mean_g) / (std_g + eps), clipped surrogate with
 epsilon 0.2, k3 KL to the reference policy with beta 0.001, no SFT cold start.
 
@@ -51,7 +66,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,61 +74,31 @@ import torch
 from lightning.pytorch import LightningModule
 
 from globe.evaluation import PREDICTION_COLUMNS, Prediction, best_of_k, evaluate_completions, first_samples, metric_inputs
+from globe.grpo import collectives, dynamic_step
 from globe.grpo.advantages import decoupled_advantages, group_advantages
-from globe.grpo.dynamic_sampling import (
-    Refill, gather_completions, group_rows, informative_groups, pad_picks, padded_group_count, refill_rounds,
-)
-from globe.grpo.logprobs import completion_logprobs
-from globe.grpo.loss import grpo_loss, truncated_is_weights
-from globe.grpo.loss_types import LossType, StepSize, resolve_loss_type, resolve_scale_rewards
+from globe.grpo.dynamic_sampling import Refill, informative_groups
+from globe.grpo.loss_types import LossType, resolve_loss_type, resolve_scale_rewards
 from globe.grpo.lr_schedule import LRPhase, build_scheduler
-from globe.grpo.microbatch import group_chunks, slice_prompt_inputs
-from globe.grpo.optimizer_state import reset_optimizer_state
-from globe.grpo.step_stats import combine_chunks, combine_passes
+from globe.grpo.reference import ReferencePolicy
+from globe.grpo.trajectory import Rewards, Rollout, TrainBatch
+from globe.grpo.update import GRPOUpdate, loss_mask
 from globe.metrics import GeoAccuracy
 from globe.models.backbones import backbone_for
-from globe.models.loading import LoraConfigSpec, ReferencePolicy, load_vlm, resolve_dtype
-from globe.models.sharding import full_tensor, shard_vlm
+from globe.models.loading import LoraConfigSpec, load_vlm, resolve_dtype
+from globe.models.sharding import shard_vlm
 from globe.output_files import atomic_writer, check_writable_dir, check_writable_file
 from globe.prompts import GEO_PROMPT
 from globe.rewards.base import RewardBatch, RewardHead
 from globe.rewards.combine import combine_rewards
-from globe.rollout.base import Completions, PromptBatch, RolloutEngine, SamplingConfig
-from globe.rollout.prompts_batch import build_prompt_batch, prompt_inputs_to
 from globe.rollout import seeds
+from globe.rollout.base import Completions, PromptBatch, RolloutEngine, SamplingConfig
+from globe.rollout.factory import make_engine
+from globe.rollout.prompts_batch import build_prompt_batch, prompt_inputs_to
 from globe.sample import GeoSample
 from globe.train_batches import FitLoopBatches
+from globe.warm_start import in_warm_start, nll_step, start_grpo, starts_grpo, target_tokens
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Rewards:
-    """Per-head scores and their weighted sum, one value per completion (``[B*G]``)."""
-
-    heads: dict[str, torch.Tensor]
-    total: torch.Tensor
-
-
-@dataclass
-class Rollout:
-    """One batch rolled out and scored: B prompts, G completions each (rows ``b * G + j``)."""
-
-    batch: list[GeoSample]
-    prompts: PromptBatch
-    completions: Completions
-    rewards: Rewards
-    zero_spread: torch.Tensor  # [B] bool
-
-
-@dataclass
-class TrainBatch:
-    """What one step optimises on: the rollout, or (dynamic sampling) its kept and padding groups."""
-
-    prompts: PromptBatch
-    completions: Completions
-    advantages: torch.Tensor  # [K*G]
-    pad_rows: torch.Tensor | None = None  # [K*G] bool, padding rows: no loss, no size in the normalisers
 
 
 class GRPOPolicy(LightningModule):
@@ -318,6 +303,8 @@ class GRPOPolicy(LightningModule):
         shard_vlm(self.model, mesh, mp_policy=mp_policy)
         if self.reference is not None and self.reference.frozen_copy is not None:
             shard_vlm(self.reference.frozen_copy, mesh, mp_policy=mp_policy)
+        for head in self.reward_heads:  # frozen heads with a model of their own shard alike (RewardHead.shard)
+            head.shard(mesh, mp_policy=mp_policy)
 
     def _refuse_wrapping_strategies(self) -> None:
         """FSDP1 (``strategy: fsdp``) and DeepSpeed wrap the whole LightningModule: parameters are
@@ -354,25 +341,12 @@ class GRPOPolicy(LightningModule):
 
     @property
     def engine(self) -> RolloutEngine:
-        """The rollout engine, created on first use (vLLM needs the final device)."""
+        """The rollout engine, created on first use (vLLM needs the final device; ``globe.rollout.factory``)."""
         if self._engine is None:
-            if self.hparams.engine == "vllm":
-                from globe.rollout.vllm_engine import VLLMRolloutEngine
-
-                from globe.rollout.vllm_engine import logprobs_follow_convention
-
-                kwargs = dict(self.hparams.vllm or {})
-                # vLLM's log-probs that equal the trainer's log_softmax(logits / T) for this sampling:
-                # processed ones when no top-k / top-p filter renormalises them, else raw ones
-                # (exact at T = 1, the paper's setting); see docs/vllm.md
-                processed = logprobs_follow_convention("processed_logprobs", self.sampling)
-                kwargs.setdefault("logprobs_mode", "processed_logprobs" if processed else "raw_logprobs")
-                self._engine = VLLMRolloutEngine(self.hparams.model_path, **kwargs)
+            hp = self.hparams
+            self._engine = make_engine(hp.engine, self.model, self.processor, hp.model_path, hp.vllm, self.sampling)
+            if hp.engine == "vllm":
                 self._engine_stale = True  # start from the trainer's weights (e.g. a checkpoint)
-            else:
-                from globe.rollout.hf_engine import HFRolloutEngine
-
-                self._engine = HFRolloutEngine(self.model, self.processor)
         return self._engine
 
     @property
@@ -417,15 +391,11 @@ class GRPOPolicy(LightningModule):
 
     # ------------------------------------------------------------------ the GRPO step
     def training_step(self, batch: list[GeoSample], batch_idx: int) -> None:
-        if self.global_step < self.hparams.warm_start_steps:
+        hp = self.hparams
+        if in_warm_start(self.global_step, hp.warm_start_steps):
             return self.warm_start_step(batch)
-        if self.global_step == self.hparams.warm_start_steps > 0:
-            if self.reference is not None:
-                # the KL anchor is the warm-started model, not the random initialisation (a frozen
-                # copy only: under LoRA the reference is the base model, adapters disabled)
-                self.reference.refresh()
-            if self.hparams.warm_start_reset_optimizer:
-                reset_optimizer_state(self.optimizers())
+        if starts_grpo(self.global_step, hp.warm_start_steps):
+            start_grpo(self.reference, self.optimizers(), hp.warm_start_reset_optimizer)
         timings = {}
         t0 = time.perf_counter()
         batch = self.grpo_batch(batch)
@@ -436,7 +406,7 @@ class GRPOPolicy(LightningModule):
         rewards = self.score(batch, prompts, completions)
         advantages, zero_spread = self.advantages(rewards.total, rewards.heads)
         timings["time/score_s"] = time.perf_counter() - t1
-        if self.hparams.dynamic_sampling:
+        if hp.dynamic_sampling:
             return self.dynamic_sampling_step(Rollout(batch, prompts, completions, rewards, zero_spread), timings)
         t2 = time.perf_counter()
         stats = self.optimize(prompts, completions, advantages)
@@ -471,112 +441,27 @@ class GRPOPolicy(LightningModule):
                         self.global_step, len(drawn) - usable)
         return [*batch, *(s for more in drawn[:usable] for s in more)]
 
-    # ------------------------------------------------------------------ dynamic sampling
+    # ------------------------------------------------------------------ dynamic sampling (globe.grpo.dynamic_step)
     def dynamic_sampling_step(self, first: Rollout, timings: dict[str, float]) -> None:
         """The rest of a step under ``dynamic_sampling``: refill, keep, optimise (or step without
         gradient when no rank kept a group), log."""
-        t0 = time.perf_counter()
-        rollouts, refill = self.refill(first)
-        timings["time/refill_s"] = time.perf_counter() - t0
-        if refill.short:
-            log.warning(
-                "dynamic sampling: step %d goes ahead with %d of %d informative groups after %d extra batch(es) (%s)",
-                self.global_step, len(refill.kept), refill.target, refill.refills,
-                {"max_refills": "dynamic_sampling_max_tries reached", "data": "the epoch's data ran out"}.get(refill.stopped, refill.stopped),
-            )
-        t1 = time.perf_counter()
-        train = self.kept_batch(rollouts, refill)
-        if train is None:
-            stats = self.step_without_gradient()
-        else:
-            stats = self.optimize(train.prompts, train.completions, train.advantages, pad_rows=train.pad_rows)
-            self._engine_stale = True
-        timings["time/optimize_s"] = time.perf_counter() - t1
-        logs = refill.log_dict()
-        logs["train/dynamic_sampling/pad_groups"] = 0.0 if train is None or train.pad_rows is None else float(train.pad_rows.sum()) / self.hparams.group_size
-        everything = self._concat_rollouts(rollouts)
-        self.log_step(everything.batch, everything.completions, everything.rewards, everything.zero_spread, stats, {**timings, **logs})
-        kept = set(refill.kept)
-        self.last_rollout["kept"] = [(r, b) in kept for r, ro in enumerate(rollouts) for b in range(len(ro.batch)) for _ in range(self.hparams.group_size)]
+        dynamic_step.run(self, first, timings)
 
     def informative(self, rollout: Rollout) -> torch.Tensor:
         """``[B]`` bool: the groups of ``rollout`` that dynamic sampling keeps (``informative_groups``)."""
         return informative_groups(rollout.zero_spread, rollout.rewards.total, self.hparams.group_size, self.hparams.dynamic_sampling_min_std)
 
     def refill(self, first: Rollout) -> tuple[list[Rollout], Refill]:
-        """Roll out further training batches until this step has enough informative groups
-        (``globe.grpo.dynamic_sampling.refill_rounds``); every rank runs the same rounds."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        target = int(getattr(datamodule, "batch_size", 0) or 0) * self.hparams.rollout_batches or len(first.batch)
-        source = FitLoopBatches(self.trainer if self._trainer is not None else None)
-        rollouts = [first]
-
-        def draw() -> torch.Tensor:
-            batch = source.draw()
-            # every rank agreed that it can draw; a stream that ran out all the same (shorter than its
-            # length) rolls its first batch out again, dropped, so that every rank still generates
-            padding = batch is None
-            batch = first.batch if padding else batch
-            prompts = self.build_prompts(batch)
-            seed = self.rollout_seed(f"train_refill{len(rollouts)}", self.global_step, self.sampling)
-            completions = self.rollout(prompts, seed=seed)
-            rewards = self.score(batch, prompts, completions)
-            _, zero_spread = self.advantages(rewards.total, rewards.heads)
-            rollout = Rollout(batch, prompts, completions, rewards, zero_spread | padding)
-            rollouts.append(rollout)
-            return self.informative(rollout) & (not padding)
-
-        refill = refill_rounds(self.informative(first), target, self.hparams.dynamic_sampling_max_tries,
-                               source.can_draw, draw, agree=self._agree)
-        return rollouts, refill
+        """Roll out further training batches until this step has enough informative groups."""
+        return dynamic_step.refill(self, first)
 
     def kept_batch(self, rollouts: list[Rollout], refill: Refill) -> TrainBatch | None:
-        """The kept groups (advantages recomputed over them: ``scale_rewards: batch`` takes the kept
-        batch's std), plus padding groups up to the micro-batch count of the fullest rank; ``None``
-        when no rank kept a group."""
-        n = self.hparams.group_size
-        kept = refill.kept
-        max_kept = self._all_reduce_max(len(kept))
-        count = padded_group_count(len(kept), max_kept, self.hparams.micro_batch_prompts)
-        if count == 0:
-            return None
-        picks = kept + pad_picks(kept, [len(r.batch) for r in rollouts], count - len(kept))
-        first = rollouts[0]
-        if picks == [(0, g) for g in range(len(first.batch))]:  # the step's own batch, every group kept
-            prompts, completions = first.prompts, first.completions
-        else:
-            prompts = self.build_prompts([rollouts[r].batch[g] for r, g in picks])
-            completions = gather_completions([r.completions for r in rollouts], picks, n, self._pad_token_id())
-        advantages = torch.zeros(count * n)
-        if kept:
-            total = torch.cat([rollouts[r].rewards.total[group_rows(g, n)] for r, g in kept])
-            heads = {name: torch.cat([rollouts[r].rewards.heads[name][group_rows(g, n)] for r, g in kept]) for name in rollouts[0].rewards.heads}
-            advantages[: len(kept) * n] = self.advantages(total, heads)[0]
-        pad_rows = torch.arange(count * n) >= len(kept) * n
-        return TrainBatch(prompts, completions, advantages, pad_rows if bool(pad_rows.any()) else None)
-
-    def step_without_gradient(self) -> dict[str, float]:
-        """``num_iterations`` optimiser steps with every gradient ``None``: AdamW skips every parameter
-        (no update, no moment decay, no weight decay); the LR schedule and ``global_step`` advance as
-        after any step, so every rank keeps counting the same steps."""
-        optimizer = self.optimizers()
-        lr = optimizer.param_groups[0]["lr"]
-        for _ in range(self.hparams.num_iterations):
-            optimizer.zero_grad(set_to_none=True)
-            self._optimizer_step(optimizer)
-        return {"loss": 0.0, "lr": lr}
-
-    def _concat_rollouts(self, rollouts: list[Rollout]) -> Rollout:
-        """Every group rolled out this step, in draw order (for the logs)."""
-        if len(rollouts) == 1:
-            return rollouts[0]
-        picks = [(r, g) for r, ro in enumerate(rollouts) for g in range(len(ro.batch))]
-        heads = {name: torch.cat([r.rewards.heads[name] for r in rollouts]) for name in rollouts[0].rewards.heads}
-        return Rollout(
-            batch=[s for r in rollouts for s in r.batch], prompts=rollouts[0].prompts,
-            completions=gather_completions([r.completions for r in rollouts], picks, self.hparams.group_size, self._pad_token_id()),
-            rewards=Rewards(heads=heads, total=torch.cat([r.rewards.total for r in rollouts])),
-            zero_spread=torch.cat([r.zero_spread for r in rollouts]),
+        """The kept groups plus padding groups up to the fullest rank's micro-batch count; ``None``
+        when no rank kept a group (``globe.grpo.dynamic_step.kept_batch``)."""
+        return dynamic_step.kept_batch(
+            rollouts, refill, group_size=self.hparams.group_size, micro_batch_prompts=self.hparams.micro_batch_prompts,
+            max_kept=self._all_reduce_max(len(refill.kept)), build_prompts=self.build_prompts, advantages=self.advantages,
+            pad_token_id=self._pad_token_id(),
         )
 
     def _pad_token_id(self) -> int:
@@ -584,25 +469,15 @@ class GRPOPolicy(LightningModule):
         pad = getattr(tokenizer, "pad_token_id", None)
         return int(pad) if pad is not None else 0
 
-    def _distributed(self) -> bool:
-        world = self.trainer.world_size if self._trainer is not None else 1
-        return world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+    def _world_size(self) -> int:
+        return self.trainer.world_size if self._trainer is not None else 1
 
     def _agree(self, need: bool, can_draw: bool) -> bool:
-        """Run another refill round: some rank needs more groups and every rank can draw a batch
-        (one all-reduce, so every rank answers the same)."""
-        if not self._distributed():
-            return need and can_draw
-        flags = torch.tensor([float(need), float(not can_draw)], device=self.device)
-        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-        return bool(flags[0] > 0) and not bool(flags[1] > 0)
+        """Another refill round, decided alike on every rank (``globe.grpo.collectives.agree``)."""
+        return collectives.agree(need, can_draw, self._world_size(), self.device)
 
     def _all_reduce_max(self, value: int) -> int:
-        if not self._distributed():
-            return value
-        tensor = torch.tensor([float(value)], device=self.device)
-        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
-        return int(tensor.item())
+        return collectives.all_reduce_max(value, self._world_size(), self.device)
 
     def build_prompts(self, batch: list[GeoSample]) -> PromptBatch:
         prompts = build_prompt_batch(self.processor, [s.image for s in batch], self.hparams.prompt)
@@ -663,103 +538,38 @@ class GRPOPolicy(LightningModule):
             return decoupled_advantages(heads, self.reward_weights(heads), self.hparams.group_size, scale=self.scale_rewards)
         return group_advantages(total, self.hparams.group_size, scale=self.scale_rewards)
 
+    # ------------------------------------------------------------------ the update (globe.grpo.update)
+    def grpo_update(self) -> GRPOUpdate:
+        """This step's update: the policy, its reference and optimiser, the loss settings."""
+        hp = self.hparams
+        return GRPOUpdate(
+            model=self.model, reference=self.reference, optimizer=self.optimizers(), optimizer_step=self._optimizer_step,
+            backward=self.manual_backward, group_size=hp.group_size, temperature=self.sampling.temperature,
+            max_completion_length=self.sampling.max_new_tokens, loss_type=self.loss_type, beta=hp.beta,
+            epsilon=hp.epsilon, epsilon_high=hp.epsilon_high,
+            is_cap=hp.is_cap if hp.engine != "hf" else None,  # the HF engine samples with the trainer's own log-probs
+            mask_truncated=hp.mask_truncated_completions, num_iterations=hp.num_iterations,
+            micro_batch_prompts=hp.micro_batch_prompts, max_grad_norm=hp.max_grad_norm,
+            world_size=self._world_size(), device=self.device,
+        )
+
     def optimize(
         self, prompts: PromptBatch, completions: Completions, advantages: torch.Tensor, pad_rows: torch.Tensor | None = None
     ) -> dict[str, float]:
-        """``num_iterations`` optimiser steps over the rollout, micro-batched by whole groups.
+        """``num_iterations`` optimiser steps over the rollout, micro-batched by whole groups, each
+        normalised by the sizes of the whole step (``GRPOUpdate.optimize``). ``pad_rows`` ``[B*G]``
+        (dynamic sampling): rows that only make up the micro-batch count (no loss, not counted)."""
+        return self.grpo_update().optimize(prompts, completions, advantages, pad_rows)
 
-        Every micro-batch is normalised by the sizes of the whole step (``StepSize``), so the sum of
-        the micro-batch losses is the loss of the step in one piece, whatever ``loss_type``.
-        ``pad_rows`` ``[B*G]`` (dynamic sampling): rows that only make up the micro-batch count; their
-        loss mask is zeroed and they do not count as completions in the normalisers."""
-        hp = self.hparams
-        optimizer = self.optimizers()
-        lr = optimizer.param_groups[0]["lr"]
-        n = hp.group_size
-        ids, mask = completions.ids.to(self.device), completions.mask.to(self.device)
-        loss_mask = self.loss_mask(completions).to(self.device)  # [B*G, C]
-        counted = None  # completions in the normalisers: all rows, or those that are not padding
-        if pad_rows is not None:
-            loss_mask = loss_mask * (~pad_rows.to(self.device)).unsqueeze(1).to(loss_mask.dtype)
-            counted = int((~pad_rows).sum())
-        sampler_logp = completions.logprobs.to(self.device)
-        advantages = advantages.to(self.device)
-        chunks = group_chunks(len(prompts), hp.micro_batch_prompts)
-        step = self._step_size(loss_mask, counted)
-        temperature = self.sampling.temperature
-
-        # log-probs that stay fixed over the passes: the rollout-time policy and the reference
-        old_logp, ref_logp = [], []
-        need_old = hp.num_iterations > 1
-        with torch.no_grad():
-            for s, e in chunks:
-                rows = slice(s * n, e * n)
-                inputs = slice_prompt_inputs(prompts.inputs, s, e)
-                if need_old:
-                    old_logp.append(completion_logprobs(self.model, inputs, ids[rows], mask[rows], temperature))
-                if self.reference is not None:
-                    ref_logp.append(self.reference.logprobs(inputs, ids[rows], mask[rows], temperature))
-
-        passes: list[dict[str, float]] = []
-        for _ in range(hp.num_iterations):
-            optimizer.zero_grad()
-            chunk_stats = []
-            for k, (s, e) in enumerate(chunks):
-                rows = slice(s * n, e * n)
-                inputs = slice_prompt_inputs(prompts.inputs, s, e)
-                logp = completion_logprobs(self.model, inputs, ids[rows], mask[rows], temperature)
-                old = old_logp[k] if need_old else logp.detach()
-                is_weights, is_stats = None, {}
-                if hp.is_cap is not None and hp.engine != "hf":
-                    is_weights, is_stats = truncated_is_weights(old, sampler_logp[rows], loss_mask[rows], cap=hp.is_cap)
-                loss, stats = grpo_loss(
-                    logp, old, ref_logp[k] if ref_logp else None, advantages[rows], loss_mask[rows],
-                    beta=hp.beta, eps_low=hp.epsilon, eps_high=hp.epsilon_high,
-                    is_weights=is_weights, loss_type=self.loss_type, step=step,
-                )
-                self.manual_backward(loss)
-                chunk_stats.append(({**stats, **is_stats, "loss": loss.detach()}, float(loss_mask[rows].sum()), float(e - s) * n))
-            step_stats = combine_chunks(chunk_stats, token_mean=True)  # every loss_type's chunk losses are partial sums
-            if hp.max_grad_norm:
-                norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], hp.max_grad_norm)
-                step_stats["grad_norm"] = float(full_tensor(norm))
-            self._optimizer_step(optimizer)
-            passes.append(step_stats)
-        out = combine_passes(passes)
-        out["lr"] = lr
-        return out
+    def step_without_gradient(self) -> dict[str, float]:
+        """``num_iterations`` optimiser steps without gradient: no weight or moment moves; the LR
+        schedule and ``global_step`` advance (``GRPOUpdate.step_without_gradient``)."""
+        return self.grpo_update().step_without_gradient()
 
     def loss_mask(self, completions: Completions) -> torch.Tensor:
         """The completion mask, with the rows of truncated completions zeroed under
-        ``mask_truncated_completions`` (they then give no loss and no token to the normalisers)."""
-        if not self.hparams.mask_truncated_completions:
-            return completions.mask
-        return completions.mask * (~completions.truncated.bool()).unsqueeze(1).to(completions.mask.dtype)
-
-    def _step_size(self, loss_mask: torch.Tensor, rows: int | None = None) -> StepSize:
-        """The sizes of this optimiser step that the ``loss_type`` normalisers divide by (``rows``:
-        the completions that count, when padding rows make up the rest; at least 1)."""
-        global_tokens, world = self._token_mean_denominator(loss_mask)
-        return StepSize(
-            rows=loss_mask.shape[0] if rows is None else max(rows, 1), local_tokens=loss_mask.sum().to(torch.float32).clamp(min=1),
-            global_tokens=global_tokens, world_size=world, max_completion_length=self.sampling.max_new_tokens,
-        )
-
-    def _token_mean_denominator(self, mask: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """The token mean's denominator over the whole step on every rank, and the loss scale.
-
-        Under DDP / FSDP2 the gradients are averaged over the W ranks, so each rank's loss
-        ``sum_r / T`` (``T``: tokens of all ranks) is scaled by W: the averaged gradient is then
-        the gradient of ``sum_all / T``, the global token mean (TRL's ``dapo``), not the mean of
-        per-rank token means.
-        """
-        local = mask.sum().to(torch.float32)
-        world = self.trainer.world_size if self._trainer is not None else 1
-        if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-            total = local.clone()
-            torch.distributed.all_reduce(total)
-            return total.clamp(min=1), float(world)
-        return local.clamp(min=1), 1.0
+        ``mask_truncated_completions`` (``globe.grpo.update.loss_mask``)."""
+        return loss_mask(completions, self.hparams.mask_truncated_completions)
 
     def log_step(self, batch, completions: Completions, rewards: Rewards, zero_spread, stats, timings) -> None:
         lengths = completions.mask.sum(dim=1).float()
@@ -791,7 +601,7 @@ class GRPOPolicy(LightningModule):
             "heads": {k: v.tolist() for k, v in rewards.heads.items()},
         }
 
-    # ------------------------------------------------------------------ supervised warm start (demo)
+    # ------------------------------------------------------------------ supervised warm start (globe.warm_start)
     def warm_start_step(self, batch: list[GeoSample]) -> None:
         """Teacher-forced NLL of each sample's reference reasoning (not in the paper; see module doc)."""
         targets = [s.reasoning for s in batch]
@@ -800,26 +610,13 @@ class GRPOPolicy(LightningModule):
         optimizer = self.optimizers()
         lr = optimizer.param_groups[0]["lr"]
         prompts = self.build_prompts(batch)
-        tok = self.processor.tokenizer
-        eos = backbone_for(self.model).end_of_turn_id(tok)  # the target ends the assistant turn
-        encoded = [tok(t, add_special_tokens=False).input_ids + [eos] for t in targets]
-        width = max(len(e) for e in encoded)
-        ids = torch.full((len(encoded), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, e in enumerate(encoded):
-            ids[i, : len(e)] = torch.tensor(e)
-            mask[i, : len(e)] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        logp = completion_logprobs(self.model, prompts.inputs, ids, mask, 1.0)
-        loss = -(logp * mask).sum() / mask.sum()
-        optimizer.zero_grad()
-        self.manual_backward(loss)
-        if self.hparams.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.hparams.max_grad_norm)
-        self._optimizer_step(optimizer)
+        tokenizer = self.processor.tokenizer
+        ids, mask = target_tokens(tokenizer, targets, backbone_for(self.model).end_of_turn_id(tokenizer))
+        loss = nll_step(self.model, prompts.inputs, ids.to(self.device), mask.to(self.device), optimizer,
+                        self._optimizer_step, self.manual_backward, self.hparams.max_grad_norm)
         self._engine_stale = True
-        self.log_dict({"warm_start/nll": loss.detach(), "warm_start/lr": lr}, batch_size=len(batch))
-        self.log("nll", loss.detach(), prog_bar=True, logger=False, batch_size=len(batch))
+        self.log_dict({"warm_start/nll": loss, "warm_start/lr": lr}, batch_size=len(batch))
+        self.log("nll", loss, prog_bar=True, logger=False, batch_size=len(batch))
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(

@@ -13,7 +13,7 @@ from globe.grpo.advantages import group_advantages
 from globe.grpo.dynamic_sampling import (
     Refill, first_informative, informative_groups, pad_picks, padded_group_count, refill_rounds,
 )
-from globe.policy import Rewards, Rollout
+from globe.grpo.trajectory import Rewards, Rollout
 from globe.rollout.base import SamplingConfig
 from test_policy import _FakeTrainerOptim, _policy, _sample
 

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from globe.grpo.logprobs import completion_logprobs
-from globe.models.loading import LANGUAGE_MODEL_PROJECTIONS, LoraConfigSpec, ReferencePolicy, load_vlm, resolve_dtype
+from globe.grpo.reference import ReferencePolicy
+from globe.models.loading import LANGUAGE_MODEL_PROJECTIONS, LoraConfigSpec, load_vlm, resolve_dtype
 from globe.models.processor import ImageOnlyQwen2_5_VLProcessor
 from globe.rollout.base import SamplingConfig
 from globe.rollout.hf_engine import HFRolloutEngine
