@@ -5,7 +5,7 @@ of training images for each variant, held-out test accuracy, mean ± sd over see
 
 Per seed S, in ``OUT/seed-S`` (every ``cli.py`` command runs with ``--seed_everything S``):
 
-    warm     python cli.py fit --config configs/demo.yaml --trainer.max_steps W     (W = warm_start_steps)
+    warm     python cli.py fit --config configs/demo.yaml --trainer.max_steps W     (W = warm_start.steps)
              the supervised warm start alone; its last.ckpt is every variant's starting point
     rloc     python cli.py fit --config configs/reward/localizability.yaml          (R_loc on GeoSynth)
     VARIANT  python cli.py fit --config configs/demo.yaml [--config configs/ablation/V.yaml]
@@ -16,7 +16,7 @@ Per seed S, in ``OUT/seed-S`` (every ``cli.py`` command runs with ``--seed_every
 
 The variants (``VARIANTS``), the rows of the paper's ablation table:
 
-* ``sft``: more supervised steps (the paper's "CoT SFT" row): ``warm_start_steps`` set to
+* ``sft``: more supervised steps (the paper's "CoT SFT" row): ``warm_start.steps`` set to
   ``max_steps``, so the run after the checkpoint is supervised too;
 * ``acc``: GRPO with the accuracy reward (``configs/ablation/acc.yaml``);
 * ``acc_loc``: accuracy + localizability (``configs/ablation/acc_loc.yaml``);
@@ -28,7 +28,7 @@ number of steps with the same batch of ``batch_size`` images per step, so every 
 same images in the same order; a GRPO step draws ``group_size`` completions per image, a supervised
 step learns from the image's one reference reasoning. The demo configuration's GRPO settings apply
 to the GRPO variants unchanged. The supervised variant continues the warm start's schedule: with
-``warm_start_steps = max_steps`` its cosine spans the whole run, so after the checkpoint it decays
+``warm_start.steps = max_steps`` its cosine spans the whole run, so after the checkpoint it decays
 from where that longer cosine is at step W, which is higher than the warm start's final rate.
 
 R_loc is trained once per seed by ``cli.py fit`` with the shipped configuration on its own GeoSynth
@@ -86,7 +86,7 @@ TEST_ARGS = ("--data.init_args.test_format=shards",)
 
 # (name, row label, extra cli.py fit arguments; "{max_steps}" is filled in)
 VARIANTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("sft", "more supervised steps (CoT SFT)", ("--model.init_args.warm_start_steps={max_steps}",)),
+    ("sft", "more supervised steps (CoT SFT)", ("--model.init_args.warm_start.steps={max_steps}",)),
     ("acc", "GRPO: accuracy", ("--config", str(REPO / "configs/ablation/acc.yaml"))),
     ("acc_loc", "GRPO: accuracy + localizability", ("--config", str(REPO / "configs/ablation/acc_loc.yaml"))),
     ("full", "GRPO: accuracy + localizability + grounding", ("--config", str(REPO / "configs/ablation/full.yaml"))),

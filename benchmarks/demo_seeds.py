@@ -6,7 +6,7 @@ Per seed S, in ``OUT/seed-S`` (the demo configuration's relative paths land ther
 ``configs/demo.yaml`` are passed by absolute path):
 
     fit    python cli.py fit  --config configs/demo.yaml --seed_everything S
-    warm   python cli.py test ... --ckpt_path artifacts/demo/checkpoints/step=<warm_start_steps>.ckpt
+    warm   python cli.py test ... --ckpt_path artifacts/demo/checkpoints/step=<warm_start.steps>.ckpt
            --model.init_args.predictions_csv artifacts/demo/predictions_warm_start.csv
     grpo   python cli.py test ... --ckpt_path artifacts/demo/checkpoints/last.ckpt
            --model.init_args.predictions_csv artifacts/demo/predictions_grpo.csv
@@ -75,7 +75,7 @@ STAGE_TIMEOUT_S = 4 * 3600.0
 # --quick: (dotted key of the resolved config, value); the checkpoint interval is set apart (callbacks list)
 QUICK: tuple[tuple[str, object], ...] = (
     ("trainer.max_steps", 8),
-    ("model.init_args.warm_start_steps", 4),
+    ("model.init_args.warm_start.steps", 4),
     ("trainer.val_check_interval", 4),
     ("trainer.limit_val_batches", 1),
     ("data.init_args.train_size", 48),
@@ -226,9 +226,9 @@ def plan(config: dict, quick: bool) -> tuple[dict, list[str]]:
         for key, value in QUICK:
             _set(config, key, value)
             args.append(f"--{key}={value}")
-        # the warm start's last step must have its own checkpoint: step=<warm_start_steps>.ckpt
+        # the warm start's last step must have its own checkpoint: step=<warm_start.steps>.ckpt
         callbacks = rehearsal.callbacks_with_interval(_get(config, "trainer.callbacks"),
-                                                      _get(config, "model.init_args.warm_start_steps"))
+                                                      _get(config, "model.init_args.warm_start.steps"))
         args.append(f"--trainer.callbacks={callbacks}")
     return config, args
 
@@ -241,7 +241,7 @@ class Runner:
         self.model_path = _get(self.config, "model.init_args.model_path")
         self.data_root = _get(self.config, "data.init_args.root")
         self.log_root = Path(_get(self.config, "trainer.default_root_dir"))
-        self.warm_start_steps = int(_get(self.config, "model.init_args.warm_start_steps"))
+        self.warm_start_steps = int(_get(self.config, "model.init_args.warm_start.steps"))
 
     def env(self) -> dict:
         env = dict(os.environ)
@@ -337,7 +337,7 @@ class Runner:
         """``warm_start_steps`` of the configuration the fit saved (LightningCLI's config.yaml), else the plan's."""
         for path in sorted((work / self.log_root).rglob("config.yaml")):
             try:
-                return int(_get(yaml.safe_load(path.read_text()), "model.init_args.warm_start_steps"))
+                return int(_get(yaml.safe_load(path.read_text()), "model.init_args.warm_start.steps"))
             except (KeyError, TypeError, ValueError, yaml.YAMLError):
                 continue
         return self.warm_start_steps

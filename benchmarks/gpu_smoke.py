@@ -194,6 +194,7 @@ def run_phase(phase: str, model_dir: Path, a: argparse.Namespace, cuda: bool) ->
     from lightning.pytorch.strategies import ModelParallelStrategy
     from torch.utils.data import DataLoader
 
+    from globe.grpo.settings import LossSettings, OptimSettings
     from globe.models.loading import LoraConfigSpec
     from globe.policy import GRPOPolicy
     from globe.rewards.format import FormatReward
@@ -214,10 +215,9 @@ def run_phase(phase: str, model_dir: Path, a: argparse.Namespace, cuda: bool) ->
         reward_weights={"geo": 1.0, "vis": 0.2, "format": 1.0},
         engine="hf",
         group_size=a.group,
-        micro_batch_prompts=1,
         sampling=SamplingConfig(temperature=1.0, top_p=0.9, top_k=50, max_new_tokens=a.new_tokens),
-        beta=0.001,
-        learning_rate=1e-6 if full else 1e-5,
+        loss=LossSettings(beta=0.001),
+        optim=OptimSettings(learning_rate=1e-6 if full else 1e-5, micro_batch_prompts=1),
     )
     if full:
         strategy = ModelParallelStrategy(data_parallel_size=1, tensor_parallel_size=1,

@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from data_modules.geosynth import GeoSynth  # noqa: E402
 from globe.grpo.logprobs import completion_logprobs  # noqa: E402
+from globe.grpo.settings import LossSettings, OptimSettings, WarmStartSettings  # noqa: E402
 from globe.policy import GRPOPolicy  # noqa: E402
 from globe.rewards.format import FormatReward  # noqa: E402
 from globe.rewards.geo_accuracy import GeoAccuracyReward  # noqa: E402
@@ -40,8 +41,8 @@ from globe.rollout.base import SamplingConfig  # noqa: E402
 def demo_policy(model: str, lr: float, group: int) -> GRPOPolicy:
     demo = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())["model"]["init_args"]
     policy = GRPOPolicy(
-        model_path=model, group_size=group, beta=0.0, learning_rate=lr, dtype="float32",
-        sampling=SamplingConfig(**demo["sampling"]), warm_start_steps=0,
+        model_path=model, group_size=group, loss=LossSettings(beta=0.0), optim=OptimSettings(learning_rate=lr), dtype="float32",
+        sampling=SamplingConfig(**demo["sampling"]), warm_start=WarmStartSettings(steps=0),
         rewards=[GeoAccuracyReward(name="geo", alpha=0.8), VisualGroundingReward(name="vis"), FormatReward(name="format")],
         reward_weights=demo["reward_weights"],
     )

@@ -5,22 +5,22 @@ sampling, from the demo's warm-start checkpoint; held-out test accuracy, mean ±
 
 Per seed S, in ``OUT/seed-S`` (every ``cli.py`` command runs with ``--seed_everything S``):
 
-    warm     python cli.py fit --config configs/demo.yaml --trainer.max_steps W   (W = warm_start_steps)
+    warm     python cli.py fit --config configs/demo.yaml --trainer.max_steps W   (W = warm_start.steps)
     VARIANT  python cli.py fit --config configs/demo.yaml [VARIANT's arguments] --ckpt_path <warm last.ckpt>
              --trainer.callbacks+=callbacks.data_budget.DataBudget --trainer.callbacks.max_batches=B
     test     python cli.py test ... --data.init_args.test_format=shards, for the warm start and each variant
 
 The variants (``VARIANTS``):
 
-* ``grpo``: ``loss_type: grpo``, the paper's per-sequence mean (each completion's token mean, then
+* ``grpo``: ``loss.loss_type: grpo``, the paper's per-sequence mean (each completion's token mean, then
   the mean over completions), clip 0.2, the demo otherwise;
-* ``dapo``: ``configs/grpo/dapo.yaml`` with ``dynamic_sampling: false``: the token mean over the
+* ``dapo``: ``configs/grpo/dapo.yaml`` with ``dynamic_sampling.enabled: false``: the token mean over the
   whole step, clip-higher (0.2 / 0.28), truncated completions masked;
 * ``grpo_ds``: ``grpo`` with dynamic sampling (at most 3 extra batches a step, as in the dapo config);
 * ``dapo_ds``: ``configs/grpo/dapo.yaml`` as shipped (dynamic sampling on).
 
 The same sample budget: every variant resumes from the same warm-start checkpoint (weights,
-optimiser, data position) and stops after B = ``max_steps - warm_start_steps`` training batches of
+optimiser, data position) and stops after B = ``max_steps - warm_start.steps`` training batches of
 ``batch_size`` prompts (``DataBudget``; dynamic sampling's extra batches count), so every variant
 rolls out the same prompts, ``group_size`` completions each, in the same order. Without dynamic
 sampling that is B optimiser steps; with it, fewer steps (only informative groups are trained on)
@@ -63,12 +63,12 @@ ablation = _load("ablation")
 demo_seeds, rehearsal = ablation.demo_seeds, ablation.rehearsal
 
 DAPO = str(REPO / "configs" / "grpo" / "dapo.yaml")
-DS_ON = ("--model.init_args.dynamic_sampling=true", "--model.init_args.dynamic_sampling_max_tries=3")
+DS_ON = ("--model.init_args.dynamic_sampling.enabled=true", "--model.init_args.dynamic_sampling.max_tries=3")
 # (name, row label, extra cli.py fit arguments)
 VARIANTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("grpo", "grpo", ("--model.init_args.loss_type=grpo",)),
-    ("dapo", "dapo", ("--config", DAPO, "--model.init_args.dynamic_sampling=false")),
-    ("grpo_ds", "grpo + dynamic sampling", ("--model.init_args.loss_type=grpo", *DS_ON)),
+    ("grpo", "grpo", ("--model.init_args.loss.loss_type=grpo",)),
+    ("dapo", "dapo", ("--config", DAPO, "--model.init_args.dynamic_sampling.enabled=false")),
+    ("grpo_ds", "grpo + dynamic sampling", ("--model.init_args.loss.loss_type=grpo", *DS_ON)),
     ("dapo_ds", "dapo + dynamic sampling", ("--config", DAPO)),
 )
 WARM = ("warm", "warm start (the starting checkpoint)")

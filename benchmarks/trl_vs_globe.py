@@ -138,6 +138,7 @@ def run_globe(cfg: BenchConfig, model_dir: Path, workdir: Path) -> dict:
     import lightning as L
     from torch.utils.data import DataLoader
 
+    from globe.grpo.settings import LossSettings, OptimSettings
     from globe.policy import GRPOPolicy
     from globe.rollout.base import SamplingConfig
 
@@ -168,14 +169,8 @@ def run_globe(cfg: BenchConfig, model_dir: Path, workdir: Path) -> dict:
         engine="hf",
         group_size=cfg.group,
         sampling=SamplingConfig(temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=cfg.tokens),
-        beta=0.0,
-        epsilon=0.2,
-        aggregation="token_mean",
-        advantage_scale="std",
-        num_iterations=1,
-        learning_rate=cfg.lr,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
+        loss=LossSettings(beta=0.0, epsilon=0.2, loss_type="dapo", scale_rewards="group"),  # the token mean, group std
+        optim=OptimSettings(learning_rate=cfg.lr, weight_decay=0.0, max_grad_norm=1.0, num_iterations=1),
     )
     clock = StepClock()
     trainer = L.Trainer(

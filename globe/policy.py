@@ -19,6 +19,8 @@ beside it, each in its own file:
     globe/grpo/reference.py       ReferencePolicy: pi_ref of the KL term (adapters off, or a frozen copy)
     globe/grpo/dynamic_step.py    a step under dynamic sampling: refill, kept batch, padding, logs
     globe/grpo/collectives.py     the decisions every rank takes alike (refill rounds, maxima, token counts)
+    globe/grpo/settings.py        LossSettings, OptimSettings, WarmStartSettings, DynamicSamplingSettings:
+                                  the grouped arguments (model.init_args.loss.beta, ...), checked when built
     globe/warm_start.py           the supervised warm start and the switch to GRPO
     globe/rollout/factory.py      make_engine: the HF or vLLM rollout engine (and vLLM's logprobs_mode)
     globe/grpo/advantages.py, loss.py, loss_types.py, dynamic_sampling.py, lr_schedule.py ...
@@ -28,31 +30,31 @@ Algorithm (paper, sec. 3.3): GRPO with A = (r - mean_g) / (std_g + eps), clipped
 epsilon 0.2, k3 KL to the reference policy with beta 0.001, no SFT cold start.
 
 Deviations and additions, all configurable:
-- ``warm_start_steps``: the first steps are supervised (teacher-forced NLL of the sample's
+- ``warm_start.steps``: the first steps are supervised (teacher-forced NLL of the sample's
   reference reasoning) instead of GRPO. The paper has no such stage; the demo uses it because a
   tiny random model cannot produce the answer format by chance. Logged under ``warm_start/``.
-- ``epsilon_high`` (clip-higher), ``loss_type`` (``dapo``: the global token mean, the default;
+- ``loss.epsilon_high`` (clip-higher), ``loss.loss_type`` (``dapo``: the global token mean, the default;
   ``grpo``: the paper's sequence mean; ``dr_grpo``, ``bnpo``, ``gspo``: ``globe.grpo.loss_types``),
-  ``scale_rewards`` (``group`` / ``batch`` / ``none``), ``reward_aggregation="normalize_then_sum"``
-  (GDPO: each head normalised in its group before the weighted sum), ``num_iterations`` > 1
+  ``loss.scale_rewards`` (``group`` / ``batch`` / ``none``), ``loss.reward_aggregation: normalize_then_sum``
+  (GDPO: each head normalised in its group before the weighted sum), ``optim.num_iterations`` > 1
   (several passes over one rollout batch with the rollout's old log-probs).
-- Truncated importance sampling (``is_cap``) corrects for the sampler (vLLM) and the trainer
+- Truncated importance sampling (``loss.is_cap``) corrects for the sampler (vLLM) and the trainer
   computing different log-probs for the same tokens; the mismatch is logged.
 - Rollout seeds come from (seed, stage, step or batch index, rank), never from the global RNG
   (``globe.rollout.seeds``): runs reproduce whatever else drew random numbers, and every
   validation decodes batch k with the same seed, so checkpoints are compared on the same draws.
 - Completions cut at ``max_new_tokens`` are scored like any other (their answer is usually
   missing, so the accuracy heads give 0) and their fraction is logged, never silently hidden.
-  ``mask_truncated_completions`` (DAPO's overlong filtering, TRL's option of that name) zeroes their
+  ``loss.mask_truncated_completions`` (DAPO's overlong filtering, TRL's option of that name) zeroes their
   rows of the loss mask instead: they still count in the group statistics and the logs.
 - ``eval_group_size`` k > 1 draws k samples per validation / test image: the metrics of the first
   sample are logged as with k = 1, and those of the best of the k by distance under
   ``<stage>/best_of_k/``.
-- ``dynamic_sampling`` (DAPO; EasyR1's ``online_filtering``; ``globe.grpo.dynamic_sampling``): groups
+- ``dynamic_sampling.enabled`` (DAPO; EasyR1's ``online_filtering``; ``globe.grpo.dynamic_sampling``): groups
   of equal rewards are dropped after scoring, and further training batches are drawn (from the fit
   loop's own iterator, ``globe.train_batches``, so the data position and an exact resume count
   them), rolled out and scored until the step holds ``batch_size`` informative groups or
-  ``dynamic_sampling_max_tries`` extra batches were drawn. Every rank runs the same rounds; ranks
+  ``dynamic_sampling.max_tries`` extra batches were drawn. Every rank runs the same rounds; ranks
   short of groups pad with loss-free groups so every rank runs the same micro-batches; a step with
   no informative group on any rank steps the optimiser with no gradient (weights and AdamW moments
   unchanged). Logged under ``train/dynamic_sampling/``.
@@ -66,7 +68,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,9 +79,11 @@ from globe.evaluation import PREDICTION_COLUMNS, Prediction, best_of_k, evaluate
 from globe.grpo import collectives, dynamic_step
 from globe.grpo.advantages import decoupled_advantages, group_advantages
 from globe.grpo.dynamic_sampling import Refill, informative_groups
-from globe.grpo.loss_types import LossType, resolve_loss_type, resolve_scale_rewards
 from globe.grpo.lr_schedule import LRPhase, build_scheduler
 from globe.grpo.reference import ReferencePolicy
+from globe.grpo.settings import (
+    DynamicSamplingSettings, LossSettings, OptimSettings, WarmStartSettings, as_settings,
+)
 from globe.grpo.trajectory import Rewards, Rollout, TrainBatch
 from globe.grpo.update import GRPOUpdate, loss_mask
 from globe.metrics import GeoAccuracy
@@ -124,34 +128,21 @@ class GRPOPolicy(LightningModule):
         group_size: G completions per prompt (paper: 16).
         sampling: training sampling (paper: T 1.0, top_p 0.9, top_k 50, 1024 tokens).
         eval_sampling: validation / test decoding (paper: T 0.1, 512 tokens).
-        beta: KL coefficient (paper 0.001); 0 disables the reference policy.
-        epsilon, epsilon_high: clip range (``epsilon_high`` None = symmetric).
-        loss_type: the normaliser of the per-token losses (``globe.grpo.loss_types``): ``dapo``
-            (default: token mean over the whole global step), ``grpo`` (paper: mean over completions
-            of each one's token mean), ``dr_grpo`` (token sum / (completions * max_new_tokens)),
-            ``bnpo`` (token mean over this rank's step), ``gspo`` (sequence-level ratio, sequence
-            mean; set ``epsilon`` 3e-4 / ``epsilon_high`` 4e-4 as in configs/grpo/gspo.yaml).
-        aggregation: older name of ``loss_type``: ``token_mean`` = ``dapo``, ``sequence_mean`` = ``grpo``.
-        scale_rewards: advantage scaling (TRL's names): ``group`` std, ``batch`` std, ``none``;
-            ``None``: ``none`` for ``dr_grpo``, else ``group``.
-        advantage_scale: older name of ``scale_rewards``: ``std`` = ``group``, ``none`` = ``none``.
-        reward_aggregation: ``sum_then_normalize`` (paper: normalise the weighted sum) or
-            ``normalize_then_sum`` (GDPO: normalise each head in its group, sum with the weights,
-            then scale by ``scale_rewards``; ``globe.grpo.advantages.decoupled_advantages``).
-        mask_truncated_completions: completions without EOS within ``max_new_tokens`` get no loss
-            (their mask rows are zeroed; they still count in the group statistics and the logs).
-        num_iterations: optimisation passes per rollout batch.
-        micro_batch_prompts: prompts (whole groups) per forward/backward; None = all at once.
-        is_cap: truncation of the importance-sampling weights; None disables the correction.
-        learning_rate, weight_decay, max_grad_norm: AdamW (peak learning rate of the GRPO phase).
-        warmup_steps, lr_decay, min_lr_ratio: the GRPO phase's schedule (``globe.grpo.lr_schedule``):
-            linear warm-up, then ``constant`` (paper), ``cosine`` or ``linear`` decay to
-            ``min_lr_ratio * learning_rate`` at ``trainer.max_steps``. Its state is checkpointed.
-        warm_start_steps, warm_start_lr: supervised steps before GRPO (demo only, see module doc).
-        warm_start_warmup_steps, warm_start_decay: the warm-start phase's schedule (same shapes).
-        warm_start_reset_optimizer: start GRPO with fresh AdamW moments, as an RL run started from
-            a supervised checkpoint does (``globe.grpo.optimizer_state``). Off (default), the warm
-            start's moments carry over and damp the first GRPO updates.
+        loss: the GRPO objective (``globe.grpo.settings.LossSettings``): ``beta`` (KL, paper 0.001;
+            0 disables the reference policy), ``epsilon`` / ``epsilon_high`` (clip range),
+            ``loss_type`` (``dapo``: token mean over the whole global step, the default; ``grpo``:
+            the paper's sequence mean; ``dr_grpo``, ``bnpo``, ``gspo``: ``globe.grpo.loss_types``),
+            ``scale_rewards`` (``group`` / ``batch`` / ``none``), ``reward_aggregation``
+            (``sum_then_normalize``, the paper's, or GDPO's ``normalize_then_sum``),
+            ``mask_truncated_completions`` and ``is_cap`` (truncated importance sampling).
+        optim: AdamW and the GRPO phase's schedule (``OptimSettings``): ``learning_rate`` (peak),
+            ``weight_decay``, ``warmup_steps``, ``lr_decay`` (``constant``, the paper's, ``cosine``
+            or ``linear`` to ``min_lr_ratio x learning_rate`` at ``trainer.max_steps``; its state is
+            checkpointed), ``max_grad_norm``, ``num_iterations`` (passes per rollout batch) and
+            ``micro_batch_prompts`` (whole groups per forward / backward).
+        warm_start: supervised steps before GRPO (``WarmStartSettings``; demo only, see the module
+            doc): ``steps``, ``lr``, ``warmup_steps``, ``decay`` and ``reset_optimizer`` (start
+            GRPO with fresh AdamW moments, ``globe.grpo.optimizer_state``).
         prompt: the user prompt (default: the paper's).
         prefer_coordinates: validation / test / predict take the answer's ``coordinates:`` line
             for the distance when it is valid, else the geocoded names (``GeoJudge``).
@@ -159,12 +150,10 @@ class GRPOPolicy(LightningModule):
         thresholds_km: accuracy thresholds of the evaluation.
         eval_group_size: samples per image in validation / test; metrics of the first sample, plus
             the best of the k by distance under ``<stage>/best_of_k/`` when k > 1.
-        dynamic_sampling: drop the groups of equal rewards and refill the step with groups of further
-            training batches (DAPO's dynamic sampling; see the module doc and docs/grpo.md).
-        dynamic_sampling_max_tries: extra training batches a step may draw at most; then it goes
-            ahead with the groups it has (and warns).
-        dynamic_sampling_min_std: a kept group also needs a reward std (unbiased) of at least this;
-            0 keeps every group whose rewards are not all equal.
+        dynamic_sampling: DAPO's dynamic sampling (``DynamicSamplingSettings``; the module doc and
+            docs/grpo.md): ``enabled`` drops the groups of equal rewards and refills the step with
+            groups of further training batches, up to ``max_tries`` extra batches; a kept group
+            needs a reward std of at least ``min_std`` (0: any spread).
         rollout_batches: training batches a GRPO step rolls out together: its own and
             ``rollout_batches - 1`` more drawn from the fit loop's stream (``globe.train_batches``,
             counted in the data position), so a GRPO step can hold more prompts than a warm-start
@@ -187,37 +176,15 @@ class GRPOPolicy(LightningModule):
         group_size: int = 16,
         sampling: SamplingConfig = SamplingConfig(),
         eval_sampling: SamplingConfig = SamplingConfig(temperature=0.1, top_p=1.0, top_k=0, max_new_tokens=512),
-        beta: float = 0.001,
-        epsilon: float = 0.2,
-        epsilon_high: float | None = None,
-        loss_type: LossType = "dapo",
-        aggregation: Literal["token_mean", "sequence_mean"] | None = None,
-        scale_rewards: Literal["group", "batch", "none"] | None = None,
-        advantage_scale: Literal["std", "none"] | None = None,
-        reward_aggregation: Literal["sum_then_normalize", "normalize_then_sum"] = "sum_then_normalize",
-        mask_truncated_completions: bool = False,
-        num_iterations: int = 1,
-        micro_batch_prompts: int | None = None,
-        is_cap: float | None = 2.0,
-        learning_rate: float = 1e-6,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 0,
-        lr_decay: Literal["constant", "cosine", "linear"] = "constant",
-        min_lr_ratio: float = 0.0,
-        max_grad_norm: float | None = 1.0,
-        warm_start_steps: int = 0,
-        warm_start_lr: float | None = None,
-        warm_start_warmup_steps: int = 0,
-        warm_start_decay: Literal["constant", "cosine", "linear"] = "constant",
-        warm_start_reset_optimizer: bool = False,
+        loss: LossSettings = LossSettings(),
+        optim: OptimSettings = OptimSettings(),
+        warm_start: WarmStartSettings = WarmStartSettings(),
         prompt: str = GEO_PROMPT,
         prefer_coordinates: bool = False,
         predictions_csv: str | None = None,
         thresholds_km: tuple[float, ...] = (1, 25, 200, 750, 2500),
         eval_group_size: int = 1,
-        dynamic_sampling: bool = False,
-        dynamic_sampling_max_tries: int = 3,
-        dynamic_sampling_min_std: float = 0.0,
+        dynamic_sampling: DynamicSamplingSettings = DynamicSamplingSettings(),
         rollout_batches: int = 1,
     ) -> None:
         super().__init__()
@@ -228,20 +195,21 @@ class GRPOPolicy(LightningModule):
             raise ValueError(f"eval_group_size must be >= 1, got {eval_group_size}")
         if rollout_batches < 1:
             raise ValueError(f"rollout_batches must be >= 1, got {rollout_batches}")
-        if dynamic_sampling_max_tries < 0 or dynamic_sampling_min_std < 0:
-            raise ValueError(
-                f"dynamic_sampling_max_tries and dynamic_sampling_min_std must be >= 0, got "
-                f"{dynamic_sampling_max_tries} and {dynamic_sampling_min_std}"
-            )
-        if reward_aggregation not in ("sum_then_normalize", "normalize_then_sum"):
-            raise ValueError(f"reward_aggregation must be 'sum_then_normalize' or 'normalize_then_sum', got {reward_aggregation!r}")
-        self.loss_type = resolve_loss_type(loss_type, aggregation)
-        self.scale_rewards = resolve_scale_rewards(scale_rewards, advantage_scale, self.loss_type)
         self.automatic_optimization = False
-        # jsonargparse may hand dataclass arguments over as dicts
+        # a Python caller (or a stored checkpoint's hyper-parameters) may hand the groups over as dicts
         self.sampling = sampling if isinstance(sampling, SamplingConfig) else SamplingConfig(**sampling)
         self.eval_sampling = eval_sampling if isinstance(eval_sampling, SamplingConfig) else SamplingConfig(**eval_sampling)
         self.lora = lora if lora is None or isinstance(lora, LoraConfigSpec) else LoraConfigSpec(**lora)
+        self.loss = as_settings(LossSettings, loss)
+        self.optim = as_settings(OptimSettings, optim)
+        self.warm_start = as_settings(WarmStartSettings, warm_start)
+        self.dynamic_sampling = as_settings(DynamicSamplingSettings, dynamic_sampling)
+        self.loss_type = self.loss.loss_type
+        self.scale_rewards = self.loss.effective_scale_rewards
+        # plain values only in the hyper-parameters: a checkpoint loads with torch.load(weights_only=True)
+        for name in ("sampling", "eval_sampling", "lora", "loss", "optim", "warm_start", "dynamic_sampling"):
+            value = getattr(self, name)
+            self.hparams[name] = None if value is None else asdict(value)
         self.reward_heads = torch.nn.ModuleList(rewards or [])
         names = [h.name for h in self.reward_heads]
         if len(set(names)) != len(names):
@@ -282,7 +250,7 @@ class GRPOPolicy(LightningModule):
         self.model.train()  # from_pretrained returns eval mode; reward heads stay frozen in eval
         fitting = self._trainer is None or self.trainer.state.fn == "fit"
         # the KL reference matters for training only: evaluation does not copy a 7B model for nothing
-        self.reference = ReferencePolicy.create(self.model, self.lora) if hp.beta != 0.0 and fitting else None
+        self.reference = ReferencePolicy.create(self.model, self.lora) if self.loss.beta != 0.0 and fitting else None
         if self.reference is not None and self.reference.frozen_copy is not None:
             # a submodule, so it moves with the policy and (after a warm start) is checkpointed
             self.reference_model = self.reference.frozen_copy
@@ -359,25 +327,25 @@ class GRPOPolicy(LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=self.optim.learning_rate, weight_decay=self.optim.weight_decay)
         # stepped by hand after every optimiser step (manual optimisation); Lightning checkpoints its state
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": build_scheduler(optimizer, self.lr_phases()), "interval": "step"}}
 
     def lr_phases(self) -> list[LRPhase]:
         """The warm-start phase, then the GRPO phase up to ``trainer.max_steps`` (or the estimated
         number of steps of an epoch-bounded run)."""
-        hp = self.hparams
-        total = hp.warm_start_steps + 1
+        optim, warm = self.optim, self.warm_start
+        total = warm.steps + 1
         if self._trainer is not None:
             total = self.trainer.max_steps if self.trainer.max_steps > 0 else int(self.trainer.estimated_stepping_batches)
-        grpo_steps = max(total - hp.warm_start_steps, 1)
+        grpo_steps = max(total - warm.steps, 1)
 
         def phase(steps: int, peak: float, warmup: int, decay: str) -> LRPhase:
-            return LRPhase(steps, peak, min(warmup, steps), decay, hp.min_lr_ratio if decay != "constant" else 0.0)
+            return LRPhase(steps, peak, min(warmup, steps), decay, optim.min_lr_ratio if decay != "constant" else 0.0)
 
         return [
-            phase(hp.warm_start_steps, hp.warm_start_lr or hp.learning_rate, hp.warm_start_warmup_steps, hp.warm_start_decay),
-            phase(grpo_steps, hp.learning_rate, hp.warmup_steps, hp.lr_decay),
+            phase(warm.steps, warm.lr or optim.learning_rate, warm.warmup_steps, warm.decay),
+            phase(grpo_steps, optim.learning_rate, optim.warmup_steps, optim.lr_decay),
         ]
 
     def _optimizer_step(self, optimizer) -> None:
@@ -391,11 +359,10 @@ class GRPOPolicy(LightningModule):
 
     # ------------------------------------------------------------------ the GRPO step
     def training_step(self, batch: list[GeoSample], batch_idx: int) -> None:
-        hp = self.hparams
-        if in_warm_start(self.global_step, hp.warm_start_steps):
+        if in_warm_start(self.global_step, self.warm_start.steps):
             return self.warm_start_step(batch)
-        if starts_grpo(self.global_step, hp.warm_start_steps):
-            start_grpo(self.reference, self.optimizers(), hp.warm_start_reset_optimizer)
+        if starts_grpo(self.global_step, self.warm_start.steps):
+            start_grpo(self.reference, self.optimizers(), self.warm_start.reset_optimizer)
         timings = {}
         t0 = time.perf_counter()
         batch = self.grpo_batch(batch)
@@ -406,7 +373,7 @@ class GRPOPolicy(LightningModule):
         rewards = self.score(batch, prompts, completions)
         advantages, zero_spread = self.advantages(rewards.total, rewards.heads)
         timings["time/score_s"] = time.perf_counter() - t1
-        if hp.dynamic_sampling:
+        if self.dynamic_sampling.enabled:
             return self.dynamic_sampling_step(Rollout(batch, prompts, completions, rewards, zero_spread), timings)
         t2 = time.perf_counter()
         stats = self.optimize(prompts, completions, advantages)
@@ -449,7 +416,7 @@ class GRPOPolicy(LightningModule):
 
     def informative(self, rollout: Rollout) -> torch.Tensor:
         """``[B]`` bool: the groups of ``rollout`` that dynamic sampling keeps (``informative_groups``)."""
-        return informative_groups(rollout.zero_spread, rollout.rewards.total, self.hparams.group_size, self.hparams.dynamic_sampling_min_std)
+        return informative_groups(rollout.zero_spread, rollout.rewards.total, self.hparams.group_size, self.dynamic_sampling.min_std)
 
     def refill(self, first: Rollout) -> tuple[list[Rollout], Refill]:
         """Roll out further training batches until this step has enough informative groups."""
@@ -459,7 +426,7 @@ class GRPOPolicy(LightningModule):
         """The kept groups plus padding groups up to the fullest rank's micro-batch count; ``None``
         when no rank kept a group (``globe.grpo.dynamic_step.kept_batch``)."""
         return dynamic_step.kept_batch(
-            rollouts, refill, group_size=self.hparams.group_size, micro_batch_prompts=self.hparams.micro_batch_prompts,
+            rollouts, refill, group_size=self.hparams.group_size, micro_batch_prompts=self.optim.micro_batch_prompts,
             max_kept=self._all_reduce_max(len(refill.kept)), build_prompts=self.build_prompts, advantages=self.advantages,
             pad_token_id=self._pad_token_id(),
         )
@@ -532,7 +499,7 @@ class GRPOPolicy(LightningModule):
     def advantages(self, total: torch.Tensor, heads: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(advantages [B*G], zero_spread [B])`` of the rewards: the weighted sum normalised in its
         group (``sum_then_normalize``), or each head first (``normalize_then_sum``, needs ``heads``)."""
-        if self.hparams.reward_aggregation == "normalize_then_sum":
+        if self.loss.reward_aggregation == "normalize_then_sum":
             if not heads:
                 raise ValueError("reward_aggregation='normalize_then_sum' needs the per-head scores (heads=...)")
             return decoupled_advantages(heads, self.reward_weights(heads), self.hparams.group_size, scale=self.scale_rewards)
@@ -545,11 +512,8 @@ class GRPOPolicy(LightningModule):
         return GRPOUpdate(
             model=self.model, reference=self.reference, optimizer=self.optimizers(), optimizer_step=self._optimizer_step,
             backward=self.manual_backward, group_size=hp.group_size, temperature=self.sampling.temperature,
-            max_completion_length=self.sampling.max_new_tokens, loss_type=self.loss_type, beta=hp.beta,
-            epsilon=hp.epsilon, epsilon_high=hp.epsilon_high,
-            is_cap=hp.is_cap if hp.engine != "hf" else None,  # the HF engine samples with the trainer's own log-probs
-            mask_truncated=hp.mask_truncated_completions, num_iterations=hp.num_iterations,
-            micro_batch_prompts=hp.micro_batch_prompts, max_grad_norm=hp.max_grad_norm,
+            max_completion_length=self.sampling.max_new_tokens, loss=self.loss, optim=self.optim,
+            correct_sampler=hp.engine != "hf",  # the HF engine samples with the trainer's own log-probs
             world_size=self._world_size(), device=self.device,
         )
 
@@ -569,7 +533,7 @@ class GRPOPolicy(LightningModule):
     def loss_mask(self, completions: Completions) -> torch.Tensor:
         """The completion mask, with the rows of truncated completions zeroed under
         ``mask_truncated_completions`` (``globe.grpo.update.loss_mask``)."""
-        return loss_mask(completions, self.hparams.mask_truncated_completions)
+        return loss_mask(completions, self.loss.mask_truncated_completions)
 
     def log_step(self, batch, completions: Completions, rewards: Rewards, zero_spread, stats, timings) -> None:
         lengths = completions.mask.sum(dim=1).float()
@@ -579,7 +543,7 @@ class GRPOPolicy(LightningModule):
             "train/zero_spread_fraction": zero_spread.float().mean(),
             "train/truncated_fraction": completions.truncated.float().mean(),
             # completions whose loss is masked (mask_truncated_completions); 0 when the option is off
-            "train/masked_truncated_fraction": completions.truncated.float().mean() * float(self.hparams.mask_truncated_completions),
+            "train/masked_truncated_fraction": completions.truncated.float().mean() * float(self.loss.mask_truncated_completions),
             "train/completion_length": lengths.mean(),
             "train/completion_length_max": lengths.max(),
         }
@@ -606,14 +570,14 @@ class GRPOPolicy(LightningModule):
         """Teacher-forced NLL of each sample's reference reasoning (not in the paper; see module doc)."""
         targets = [s.reasoning for s in batch]
         if not all(targets):
-            raise ValueError("warm_start_steps > 0 needs samples with a reference `reasoning` (GeoSynth / MP16-Reason)")
+            raise ValueError("warm_start.steps > 0 needs samples with a reference `reasoning` (GeoSynth / MP16-Reason)")
         optimizer = self.optimizers()
         lr = optimizer.param_groups[0]["lr"]
         prompts = self.build_prompts(batch)
         tokenizer = self.processor.tokenizer
         ids, mask = target_tokens(tokenizer, targets, backbone_for(self.model).end_of_turn_id(tokenizer))
         loss = nll_step(self.model, prompts.inputs, ids.to(self.device), mask.to(self.device), optimizer,
-                        self._optimizer_step, self.manual_backward, self.hparams.max_grad_norm)
+                        self._optimizer_step, self.manual_backward, self.optim.max_grad_norm)
         self._engine_stale = True
         self.log_dict({"warm_start/nll": loss, "warm_start/lr": lr}, batch_size=len(batch))
         self.log("nll", loss, prog_bar=True, logger=False, batch_size=len(batch))
@@ -718,7 +682,7 @@ class GRPOPolicy(LightningModule):
     # differ from ``model_path``, i.e. after a warm start refreshed it from trained weights; else it
     # is rebuilt exactly from ``model_path`` and would only double every checkpoint.
     def _stateless_prefixes(self) -> tuple[str, ...]:
-        keep_reference = self.hparams.warm_start_steps > 0
+        keep_reference = self.warm_start.steps > 0
         return ("reward_heads.",) if keep_reference else ("reward_heads.", "reference_model.")
 
     def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):

@@ -12,7 +12,8 @@ produce the answer format by chance, so every reward would be 0 and GRPO would h
                     the optimiser forgets the warm start's AdamW moments (``reset_optimizer_state``)
 
 The warm start has its own LR phase (``GRPOPolicy.lr_phases``, ``globe.grpo.lr_schedule``); the
-gradient clipping is the GRPO phase's ``max_grad_norm``.
+gradient clipping is the GRPO phase's ``optim.max_grad_norm``; the settings are ``warm_start``
+(``globe.grpo.settings.WarmStartSettings``).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def test_a_variant_config_follows_the_demo_config_and_the_warm_start_covers_the_
     assert configs == [str(ablation.demo_seeds.DEMO), "V.yaml"]  # later --config overrides the demo's rewards
     assert "--seed_everything=3" in argv and argv[-1] == "--ckpt_path=x.ckpt"
     sft = dict((n, e) for n, _, e in ablation.VARIANTS)["sft"]
-    assert [a.format(max_steps=runner.max_steps) for a in sft] == [f"--model.init_args.warm_start_steps={runner.max_steps}"]
+    assert [a.format(max_steps=runner.max_steps) for a in sft] == [f"--model.init_args.warm_start.steps={runner.max_steps}"]
     assert runner.max_steps > runner.warm_start_steps > 0
 
 
@@ -66,7 +66,7 @@ def test_quick_run_end_to_end(tmp_path):
         assert set(ablation.ACC_KEYS) <= set(metrics)
     work = Path(seed["workdir"])
     max_steps = dict(ablation.demo_seeds.QUICK)["trainer.max_steps"]
-    warm_steps = dict(ablation.demo_seeds.QUICK)["model.init_args.warm_start_steps"]
+    warm_steps = dict(ablation.demo_seeds.QUICK)["model.init_args.warm_start.steps"]
     start = torch.load(work / "warm/artifacts/demo/checkpoints/last.ckpt", weights_only=True, map_location="cpu")
     assert start["global_step"] == warm_steps
     heads = {"sft": set(), "acc": {"geo", "format"}, "acc_loc": {"geo", "loc", "format"}, "full": {"geo", "loc", "vis", "format"}}

@@ -37,8 +37,8 @@ def _fit(run: Path, tiny_model_dir, geosynth_root, *extra: str, timeout: int = 6
         "--config", str(REPO / "configs/demo.yaml"), "--config", str(REPO / "configs/grpo/dapo.yaml"),
         "--trainer.accelerator=cpu", f"--model.init_args.model_path={tiny_model_dir}",
         "--model.init_args.group_size=2", "--model.init_args.sampling.max_new_tokens=8",
-        "--model.init_args.eval_sampling.max_new_tokens=8", "--model.init_args.warm_start_steps=0",
-        "--model.init_args.warmup_steps=0", *COIN_REWARD,
+        "--model.init_args.eval_sampling.max_new_tokens=8", "--model.init_args.warm_start.steps=0",
+        "--model.init_args.optim.warmup_steps=0", *COIN_REWARD,
         f"--data.init_args.root={geosynth_root}", "--data.init_args.train_size=48", "--data.init_args.val_size=8",
         "--data.init_args.test_size=8", "--data.init_args.batch_size=2", "--data.init_args.num_workers=0",
         "--trainer.max_steps=4", "--trainer.limit_val_batches=0",
@@ -110,7 +110,7 @@ def test_dynamic_sampling_on_two_ranks_finishes(tmp_path, tiny_model_dir, geosyn
     """Two ranks refill different numbers of times on their own, pad to each other's micro-batch
     count (``micro_batch_prompts: 1``) and finish, with the same weights on both ranks."""
     run = tmp_path / strategy
-    proc = _fit(run, tiny_model_dir, geosynth_root, *TWO_RANKS[strategy], "--model.init_args.micro_batch_prompts=1",
+    proc = _fit(run, tiny_model_dir, geosynth_root, *TWO_RANKS[strategy], "--model.init_args.optim.micro_batch_prompts=1",
                 "--trainer.callbacks+=test_policy_distributed.ParamSum", timeout=600)
     _check_run(run, proc, ranks=2)
     sums = dict(re.findall(r"RANK (\d) PARAMSUM (\S+ \S+)", proc.stdout + proc.stderr))

@@ -36,7 +36,7 @@ def test_fit_then_test_through_cli(tmp_path, tiny_model_dir, geosynth_root):
         "--model.init_args.group_size=2",
         "--model.init_args.sampling.max_new_tokens=12",
         "--model.init_args.eval_sampling.max_new_tokens=12",
-        "--model.init_args.warm_start_steps=2",
+        "--model.init_args.warm_start.steps=2",
         f"--data.init_args.root={geosynth_root}",
         "--data.init_args.train_size=48", "--data.init_args.val_size=8", "--data.init_args.test_size=8",
         "--data.init_args.batch_size=2",

@@ -23,8 +23,8 @@ def _fit(tmp_path, tiny_model_dir, geosynth_root, objective: str, *extra: str) -
         "--model.init_args.group_size=2",
         "--model.init_args.sampling.max_new_tokens=8",
         "--model.init_args.eval_sampling.max_new_tokens=8",
-        "--model.init_args.warm_start_steps=0",
-        "--model.init_args.warmup_steps=0",
+        "--model.init_args.warm_start.steps=0",
+        "--model.init_args.optim.warmup_steps=0",
         f"--data.init_args.root={geosynth_root}",
         "--data.init_args.train_size=48", "--data.init_args.val_size=8", "--data.init_args.test_size=8",
         "--data.init_args.batch_size=2",
@@ -47,8 +47,9 @@ def test_dapo_config_through_cli(tmp_path, tiny_model_dir, geosynth_root):
     # the random model's real rewards are all 0: with dynamic sampling (on in dapo.yaml) no group would
     # ever be kept; the coin reward makes half of them informative
     keys, rows, hparams = _fit(tmp_path, tiny_model_dir, geosynth_root, "dapo", "--trainer.max_steps=2", *COIN_REWARD)
-    assert hparams["loss_type"] == "dapo" and hparams["epsilon_high"] == 0.28 and hparams["mask_truncated_completions"]
-    assert hparams["dynamic_sampling"] and hparams["dynamic_sampling_max_tries"] == 3
+    loss = hparams["loss"]
+    assert loss["loss_type"] == "dapo" and loss["epsilon_high"] == 0.28 and loss["mask_truncated_completions"]
+    assert hparams["dynamic_sampling"] == {"enabled": True, "max_tries": 3, "min_std": 0.0}
     for key in ("train/loss", "train/truncated_fraction", "train/masked_truncated_fraction", "train/clip_fraction", "val/acc@25km",
                 "train/dynamic_sampling/refills", "train/dynamic_sampling/kept_groups"):
         assert key in keys, f"{key} not logged; got {sorted(keys)}"
@@ -62,7 +63,7 @@ def test_gspo_config_with_best_of_k_through_cli(tmp_path, tiny_model_dir, geosyn
     # num_iterations 2: two optimiser steps (trainer steps) per batch, so 4 steps for 2 batches
     keys, rows, hparams = _fit(tmp_path, tiny_model_dir, geosynth_root, "gspo", "--trainer.max_steps=4",
                                "--model.init_args.eval_group_size=2")
-    assert hparams["loss_type"] == "gspo" and hparams["epsilon"] == 3e-4 and hparams["num_iterations"] == 2
+    assert hparams["loss"]["loss_type"] == "gspo" and hparams["loss"]["epsilon"] == 3e-4 and hparams["optim"]["num_iterations"] == 2
     for key in ("train/loss", "train/ratio_mean", "train/clip_fraction", "val/acc@25km", "val/best_of_k/acc@25km",
                 "val/best_of_k/median_km"):
         assert key in keys, f"{key} not logged; got {sorted(keys)}"

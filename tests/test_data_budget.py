@@ -48,7 +48,7 @@ def test_dynamic_sampling_run_stops_on_its_batch_budget(tmp_path, tiny_model_dir
 def test_resumed_run_counts_from_the_checkpoint(tmp_path, tiny_model_dir, geosynth_root):
     """3 steps of one batch (no dynamic sampling), then a resume to a budget of 5: 2 more steps."""
     run = tmp_path / "plain"
-    plain = ("--model.init_args.dynamic_sampling=false",)
+    plain = ("--model.init_args.dynamic_sampling.enabled=false",)
     _fit(run, tiny_model_dir, geosynth_root, *plain, "--trainer.max_steps=3", *BUDGET, "--trainer.callbacks.max_batches=5")
     first = torch.load(run / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)
     assert (first["global_step"], first["callbacks"]["DataBudget"]) == (3, {"batches": 3})

@@ -111,7 +111,7 @@ def test_table_rows_and_mean_sd_row():
 def test_quick_overrides_reach_the_checkpoint_callback_and_keep_the_csv_logger():
     config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     resolved, args = demo_seeds.plan(config, quick=True)
-    warm = resolved["model"]["init_args"]["warm_start_steps"]
+    warm = resolved["model"]["init_args"]["warm_start"]["steps"]
     callbacks = json.loads(next(a for a in args if a.startswith("--trainer.callbacks=")).split("=", 1)[1])
     assert len(callbacks) == len(config["trainer"]["callbacks"])  # the whole list, not only its last item
     assert [c["init_args"]["every_n_train_steps"] for c in callbacks if "every_n_train_steps" in c.get("init_args", {})] == [warm]
@@ -131,8 +131,8 @@ def test_quick_run_end_to_end(tmp_path):
     (seed,) = summary["seeds"]
     assert seed["status"] == "passed", seed["problems"]
     quick = dict(demo_seeds.QUICK)
-    grpo_steps = quick["trainer.max_steps"] - quick["model.init_args.warm_start_steps"]
-    assert seed["warm_start_steps"] == quick["model.init_args.warm_start_steps"]
+    grpo_steps = quick["trainer.max_steps"] - quick["model.init_args.warm_start.steps"]
+    assert seed["warm_start_steps"] == quick["model.init_args.warm_start.steps"]
     assert len(seed["reward"]["series"]) == len(seed["geo"]["series"]) == grpo_steps
     for name in ("warm_start", "grpo"):
         assert {"acc@25km", "acc@2500km", "median_km"} <= set(seed["test"][name])

@@ -141,7 +141,7 @@ def _capture(policy) -> None:
 
 
 def test_the_kept_batch_holds_the_kept_groups_with_their_own_advantages(tiny_model_dir):
-    policy = _policy(tiny_model_dir, group_size=2, dynamic_sampling=True, scale_rewards="batch")
+    policy = _policy(tiny_model_dir, group_size=2, dynamic_sampling={"enabled": True}, loss={"scale_rewards": "batch"})
     rollouts = [_rollout(policy, ["a", "b"], [1.0, 1.0, 0.0, 1.0], seed=1), _rollout(policy, ["c", "d"], [0.0, 0.5, 0.0, 0.0], seed=2)]
     refill = Refill(rounds=[policy.informative(r) for r in rollouts], kept=[(0, 1), (1, 0)], target=2, stopped="full")
     train = policy.kept_batch(rollouts, refill)
@@ -154,7 +154,7 @@ def test_the_kept_batch_holds_the_kept_groups_with_their_own_advantages(tiny_mod
 
 
 def test_every_group_kept_trains_on_the_steps_own_batch(tiny_model_dir):
-    policy = _policy(tiny_model_dir, group_size=2, dynamic_sampling=True)
+    policy = _policy(tiny_model_dir, group_size=2, dynamic_sampling={"enabled": True})
     first = _rollout(policy, ["a", "b"], [1.0, 0.0, 0.0, 1.0], seed=1)
     train = policy.kept_batch([first], Refill(rounds=[policy.informative(first)], kept=[(0, 0), (0, 1)], target=2, stopped="full"))
     assert train.prompts is first.prompts and train.completions is first.completions  # as without dynamic sampling
@@ -165,7 +165,8 @@ def test_every_group_kept_trains_on_the_steps_own_batch(tiny_model_dir):
 def test_padding_groups_change_neither_the_loss_nor_the_gradient(tiny_model_dir, loss_type):
     """A rank that pads (to run as many micro-batches as the fullest rank) trains exactly as on its
     kept groups alone: no loss from the padding rows, and the normalisers count only the kept ones."""
-    policy = _policy(tiny_model_dir, group_size=2, dynamic_sampling=True, loss_type=loss_type, micro_batch_prompts=1)
+    policy = _policy(tiny_model_dir, group_size=2, dynamic_sampling={"enabled": True}, loss={"loss_type": loss_type},
+                     optim={"micro_batch_prompts": 1})
     _capture(policy)
     rollout = _rollout(policy, ["a", "b"], [1.0, 0.0, 0.0, 0.0], seed=3)
     refill = Refill(rounds=[policy.informative(rollout)], kept=[(0, 0)], target=2, stopped="max_refills")
@@ -184,7 +185,7 @@ def test_padding_groups_change_neither_the_loss_nor_the_gradient(tiny_model_dir,
 
 
 def test_a_step_with_nothing_kept_moves_no_weight(tiny_model_dir):
-    policy = _policy(tiny_model_dir, group_size=2, dynamic_sampling=True, weight_decay=0.1)
+    policy = _policy(tiny_model_dir, group_size=2, dynamic_sampling={"enabled": True}, optim={"weight_decay": 0.1})
     trainer = _FakeTrainerOptim(policy)
     rollout = _rollout(policy, ["a"], [1.0, 0.0], seed=1)
     policy.optimize(rollout.prompts, rollout.completions, policy.advantages(rollout.rewards.total)[0])  # AdamW moments != 0

@@ -8,9 +8,7 @@ import torch
 
 from globe.grpo.gspo import sequence_log_ratio, sequence_ratio_per_token
 from globe.grpo.loss import aggregate, grpo_loss
-from globe.grpo.loss_types import (
-    LOSS_TYPES, StepSize, normalise, resolve_loss_type, resolve_scale_rewards,
-)
+from globe.grpo.loss_types import LOSS_TYPES, StepSize, default_scale_rewards, normalise
 
 LN = math.log
 X = torch.tensor([[1.0, 2.0, 3.0], [4.0, 9.0, 9.0]])  # the 9s are padding
@@ -172,17 +170,6 @@ def test_two_ranks_against_one(loss_type, same):
     assert torch.allclose(averaged, one_rank) is same
 
 
-def test_resolution_of_the_older_names():
-    assert resolve_loss_type("dapo", None) == "dapo"
-    assert resolve_loss_type("dapo", "token_mean") == "dapo"
-    assert resolve_loss_type("dapo", "sequence_mean") == "grpo"  # an older config or checkpoint
-    with pytest.raises(ValueError, match="contradicts"):
-        resolve_loss_type("gspo", "token_mean")
-    with pytest.raises(ValueError, match="loss_type"):
-        resolve_loss_type("ppo", None)
-    assert resolve_scale_rewards(None, "std", "dapo") == "group"
-    assert resolve_scale_rewards(None, None, "dr_grpo") == "none"  # Dr. GRPO: no std scaling
-    assert resolve_scale_rewards("group", None, "dr_grpo") == "group"  # unless asked for
-    assert resolve_scale_rewards("batch", None, "grpo") == "batch"
-    with pytest.raises(ValueError, match="contradicts"):
-        resolve_scale_rewards("batch", "std", "grpo")
+def test_default_advantage_scaling_follows_the_loss_type():
+    assert default_scale_rewards("dr_grpo") == "none"  # Dr. GRPO: no std scaling
+    assert all(default_scale_rewards(t) == "group" for t in LOSS_TYPES if t != "dr_grpo")

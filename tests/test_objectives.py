@@ -23,14 +23,14 @@ def test_every_variant_gets_the_same_batch_budget_and_its_own_objective(tmp_path
         assert f"--trainer.callbacks.max_batches={runner.budget}" in argv
         dapo = str(REPO / "configs/grpo/dapo.yaml") in argv
         assert dapo == name.startswith("dapo")
-        assert ("--model.init_args.loss_type=grpo" in argv) == name.startswith("grpo")
+        assert ("--model.init_args.loss.loss_type=grpo" in argv) == name.startswith("grpo")
         # dynamic sampling: on in the shipped dapo config, switched on / off explicitly otherwise
         if name == "dapo":
-            assert "--model.init_args.dynamic_sampling=false" in argv
+            assert "--model.init_args.dynamic_sampling.enabled=false" in argv
         if name == "grpo_ds":
-            assert "--model.init_args.dynamic_sampling=true" in argv
+            assert "--model.init_args.dynamic_sampling.enabled=true" in argv
         if name in ("grpo", "dapo_ds"):
-            assert not any(a.startswith("--model.init_args.dynamic_sampling") for a in argv)
+            assert not any(a.startswith("--model.init_args.dynamic_sampling.") for a in argv)
 
 
 def test_train_table_is_mean_sd_of_steps_and_batches():

@@ -70,7 +70,7 @@ def test_the_policy_resets_adamw_at_the_first_grpo_step_when_asked(tmp_path, tin
         sys.executable, str(repo / "cli.py"), "fit", "--config", str(repo / "configs/demo.yaml"),
         f"--model.init_args.model_path={tiny_model_dir}", "--model.init_args.group_size=2",
         "--model.init_args.sampling.max_new_tokens=8", "--model.init_args.eval_sampling.max_new_tokens=8",
-        "--model.init_args.warm_start_steps=3", f"--model.init_args.warm_start_reset_optimizer={str(reset).lower()}",
+        "--model.init_args.warm_start.steps=3", f"--model.init_args.warm_start.reset_optimizer={str(reset).lower()}",
         f"--data.init_args.root={geosynth_root}", "--data.init_args.train_size=48", "--data.init_args.val_size=8",
         "--data.init_args.test_size=8", "--data.init_args.batch_size=2",
         "--trainer.max_steps=5", "--trainer.limit_val_batches=0", "--trainer.logger=false",

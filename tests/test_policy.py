@@ -26,12 +26,15 @@ def _sample(key: str, country: str = "France", city: str = "Paris", lat: float =
 
 
 def _policy(model_dir, **kwargs) -> GRPOPolicy:
+    """The tiny policy; a settings group given as a dict (``loss={...}``) updates the defaults' group."""
     defaults = dict(
-        model_path=str(model_dir), group_size=2, beta=0.0, learning_rate=1e-2, max_grad_norm=None,
+        model_path=str(model_dir), group_size=2, loss={"beta": 0.0}, optim={"learning_rate": 1e-2, "max_grad_norm": None},
         sampling=SamplingConfig(temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=8),
         rewards=[GeoAccuracyReward(), FormatReward()], reward_weights={"geo": 1.0, "format": 0.5},
     )
-    defaults.update(kwargs)
+    for key, value in kwargs.items():
+        merge = key in ("loss", "optim") and isinstance(value, dict)
+        defaults[key] = {**defaults[key], **value} if merge else value
     policy = GRPOPolicy(**defaults)
     policy.configure_model()
     return policy
@@ -118,7 +121,7 @@ def test_optimize_moves_logprobs_along_the_advantage(tiny_model_dir):
     from globe.grpo.logprobs import completion_logprobs
 
     torch.manual_seed(0)
-    policy = _policy(tiny_model_dir, learning_rate=1e-3)
+    policy = _policy(tiny_model_dir, optim={"learning_rate": 1e-3})
     _FakeTrainerOptim(policy)
     batch = [_sample("a")]
     prompts = policy.build_prompts(batch)
@@ -173,7 +176,7 @@ def test_micro_batches_give_the_same_gradient_as_one_batch(tiny_model_dir, loss_
     batch = [_sample("a"), _sample("b", "Japan", "Tokyo", 35.69, 139.69)]
     grads = []
     for chunk in (None, 1):
-        policy = _policy(tiny_model_dir, micro_batch_prompts=chunk, loss_type=loss_type)
+        policy = _policy(tiny_model_dir, optim={"micro_batch_prompts": chunk}, loss={"loss_type": loss_type})
         policy.optimizers = lambda: torch.optim.SGD(policy.model.parameters(), lr=0.0)
         policy.manual_backward = lambda loss: loss.backward()
         prompts = policy.build_prompts(batch)
@@ -185,7 +188,7 @@ def test_micro_batches_give_the_same_gradient_as_one_batch(tiny_model_dir, loss_
 
 
 def test_warm_start_lowers_the_nll_of_the_reference_reasoning(tiny_model_dir):
-    policy = _policy(tiny_model_dir, warm_start_steps=5, warm_start_lr=3e-3)
+    policy = _policy(tiny_model_dir, warm_start={"steps": 5, "lr": 3e-3})
     _FakeTrainerOptim(policy)
     logged = []
     policy.log_dict = lambda d, **_: logged.append(float(d["warm_start/nll"]))

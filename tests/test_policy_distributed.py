@@ -45,8 +45,8 @@ def _cli(command: str, tmp_path: Path, tiny_model_dir, geosynth_root, *extra: st
         sys.executable, str(REPO / "cli.py"), command, "--config", str(REPO / "configs/demo.yaml"),
         "--trainer.accelerator=cpu", f"--trainer.devices={devices}",
         f"--model.init_args.model_path={tiny_model_dir}", "--model.init_args.group_size=2",
-        "--model.init_args.sampling.max_new_tokens=8", "--model.init_args.warm_start_steps=1",
-        "--model.init_args.micro_batch_prompts=1",  # two backward passes per GRPO step
+        "--model.init_args.sampling.max_new_tokens=8", "--model.init_args.warm_start.steps=1",
+        "--model.init_args.optim.micro_batch_prompts=1",  # two backward passes per GRPO step
         f"--data.init_args.root={geosynth_root}", "--data.init_args.train_size=48", "--data.init_args.val_size=8",
         "--data.init_args.test_size=8", "--data.init_args.batch_size=2",
         "--trainer.max_steps=3", "--trainer.limit_val_batches=0", "--trainer.logger=false",
@@ -84,9 +84,9 @@ def _exported(path: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize(
     "extra",
     [
-        ("--model.init_args.beta=0.01",),  # KL to a frozen copy, sharded too, refreshed after the warm start
-        ("--model.init_args.lora.r=4", "--model.init_args.lora.alpha=8", "--model.init_args.learning_rate=1e-2",
-         "--model.init_args.beta=0.01"),  # KL to the adapter-disabled model
+        ("--model.init_args.loss.beta=0.01",),  # KL to a frozen copy, sharded too, refreshed after the warm start
+        ("--model.init_args.lora.r=4", "--model.init_args.lora.alpha=8", "--model.init_args.optim.learning_rate=1e-2",
+         "--model.init_args.loss.beta=0.01"),  # KL to the adapter-disabled model
     ],
     ids=["full", "lora"],
 )

@@ -1,5 +1,5 @@
-"""GRPOPolicy's objective settings: loss_type / scale_rewards / reward_aggregation (and their older
-names), mask_truncated_completions, eval_group_size; the demo's loss is today's, bit for bit."""
+"""GRPOPolicy's objective settings (``loss``: loss_type / scale_rewards / reward_aggregation /
+mask_truncated_completions), eval_group_size; the demo's loss is today's, bit for bit."""
 
 from __future__ import annotations
 
@@ -31,15 +31,17 @@ def _grads(policy: GRPOPolicy) -> list[torch.Tensor]:
     return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in policy.model.parameters()]
 
 
-def test_the_older_names_still_configure_the_objective(tiny_model_dir):
+def test_the_loss_settings_configure_the_objective(tiny_model_dir):
     path = str(tiny_model_dir)
     default = GRPOPolicy(model_path=path)
     assert (default.loss_type, default.scale_rewards) == ("dapo", "group")  # today's token mean, group std
-    older = GRPOPolicy(model_path=path, aggregation="sequence_mean", advantage_scale="none")
-    assert (older.loss_type, older.scale_rewards) == ("grpo", "none")
-    assert GRPOPolicy(model_path=path, loss_type="dr_grpo").scale_rewards == "none"  # Dr. GRPO's default
-    with pytest.raises(ValueError, match="contradicts"):
-        GRPOPolicy(model_path=path, loss_type="gspo", aggregation="token_mean")
+    sequence = GRPOPolicy(model_path=path, loss={"loss_type": "grpo", "scale_rewards": "none"})
+    assert (sequence.loss_type, sequence.scale_rewards) == ("grpo", "none")
+    assert GRPOPolicy(model_path=path, loss={"loss_type": "dr_grpo"}).scale_rewards == "none"  # Dr. GRPO's default
+    with pytest.raises(ValueError, match="loss.loss_type must be one of"):
+        GRPOPolicy(model_path=path, loss={"loss_type": "token_mean"})  # the older aggregation names are gone
+    with pytest.raises(ValueError, match="LossSettings has no setting 'aggregation'"):
+        GRPOPolicy(model_path=path, loss={"aggregation": "sequence_mean"})
     with pytest.raises(ValueError, match="eval_group_size"):
         GRPOPolicy(model_path=path, eval_group_size=0)
 
@@ -49,7 +51,7 @@ def test_demo_loss_is_todays_token_mean_bit_for_bit(tiny_model_dir):
     today's grpo_loss(aggregation="token_mean") over the step's tokens."""
     demo = yaml.safe_load((REPO / "configs/demo.yaml").read_text())["model"]["init_args"]
     kept = {k: v for k, v in demo.items() if k not in ("model_path", "build_tiny_if_missing", "rewards", "reward_weights")}
-    policy = _policy(tiny_model_dir, **{**kept, "max_grad_norm": None})
+    policy = _policy(tiny_model_dir, **{**kept, "optim": {**kept["optim"], "max_grad_norm": None}})
     assert policy.loss_type == "dapo" and policy.scale_rewards == "group"
     _capture_grads(policy)
     batch = [_sample("a"), _sample("b", "Japan", "Tokyo", 35.69, 139.69)]
@@ -60,7 +62,7 @@ def test_demo_loss_is_todays_token_mean_bit_for_bit(tiny_model_dir):
     new = _grads(policy)
 
     policy.model.zero_grad()
-    hp = policy.hparams
+    hp = policy.loss
     logp = completion_logprobs(policy.model, prompts.inputs, completions.ids, completions.mask, policy.sampling.temperature)
     tokens = completions.mask.sum().to(torch.float32).clamp(min=1)
     today, _ = grpo_loss(logp, logp.detach(), None, advantages, completions.mask, beta=hp.beta, eps_low=hp.epsilon,
@@ -74,7 +76,7 @@ def test_truncated_completions_give_no_loss_when_masked(tiny_model_dir):
     batch = [_sample("a")]
     grads = []
     for masked in (True, False):
-        policy = _policy(tiny_model_dir, mask_truncated_completions=masked)
+        policy = _policy(tiny_model_dir, loss={"mask_truncated_completions": masked})
         _capture_grads(policy)
         prompts = policy.build_prompts(batch)
         completions = policy.rollout(prompts, sampling=SamplingConfig(1.0, 1.0, 0, 8, seed=3))
@@ -99,7 +101,7 @@ def test_truncated_completions_give_no_loss_when_masked(tiny_model_dir):
 
 
 def test_normalize_then_sum_uses_the_heads(tiny_model_dir):
-    policy = _policy(tiny_model_dir, reward_aggregation="normalize_then_sum", scale_rewards="none")
+    policy = _policy(tiny_model_dir, loss={"reward_aggregation": "normalize_then_sum", "scale_rewards": "none"})
     heads = {"geo": torch.tensor([1.0, 0.0]), "format": torch.tensor([1.0, 1.0])}
     # geo normalised in its group: +-0.5 / (sqrt(0.5) + 1e-4) = +-0.70700; format is constant: 0;
     # weights geo 1.0, format 0.5 -> [0.70700, -0.70700]

@@ -43,9 +43,9 @@ def _args(run: Path, tiny_model_dir, geosynth_root, strategy: str) -> list[str]:
         "--trainer.accelerator=cpu", *STRATEGIES[strategy],
         f"--model.init_args.model_path={tiny_model_dir}", "--model.init_args.group_size=2",
         "--model.init_args.sampling.max_new_tokens=8", "--model.init_args.eval_sampling.max_new_tokens=8",
-        "--model.init_args.warm_start_steps=3", "--model.init_args.warm_start_decay=cosine",
-        "--model.init_args.beta=0.05",  # the KL term: a wrong reference after resume changes the weights
-        "--model.init_args.learning_rate=1e-3", "--model.init_args.lr_decay=cosine",
+        "--model.init_args.warm_start.steps=3", "--model.init_args.warm_start.decay=cosine",
+        "--model.init_args.loss.beta=0.05",  # the KL term: a wrong reference after resume changes the weights
+        "--model.init_args.optim.learning_rate=1e-3", "--model.init_args.optim.lr_decay=cosine",
         f"--data.init_args.root={geosynth_root}", "--data.init_args.train_size=48", "--data.init_args.val_size=8",
         "--data.init_args.test_size=8", "--data.init_args.batch_size=4", "--data.init_args.num_workers=2",
         f"--trainer.max_steps={STEPS}", "--trainer.val_check_interval=4", "--trainer.limit_val_batches=1",
@@ -131,7 +131,7 @@ def test_resume_with_dynamic_sampling(tmp_path, tiny_model_dir, geosynth_root, s
     from spread_reward import CLI_ARGS as COIN_REWARD
 
     full = check_exact_resume(tmp_path, tiny_model_dir, geosynth_root, strategy,
-                              ("--model.init_args.dynamic_sampling=true", *COIN_REWARD))
+                              ("--model.init_args.dynamic_sampling.enabled=true", *COIN_REWARD))
     rows = _completions(full)
     assert any(len(r) > 4 * 2 for r in rows.values()), {k: len(v) for k, v in rows.items()}  # some step refilled
     last = full / "ckpt" / "last.ckpt"

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["run", "refill", "kept_batch", "concat_rollouts"]
 
-_STOPPED = {"max_refills": "dynamic_sampling_max_tries reached", "data": "the epoch's data ran out"}
+_STOPPED = {"max_refills": "dynamic_sampling.max_tries reached", "data": "the epoch's data ran out"}
 
 
 def run(policy: GRPOPolicy, first: Rollout, timings: dict[str, float]) -> None:
@@ -92,7 +92,7 @@ def refill(policy: GRPOPolicy, first: Rollout) -> tuple[list[Rollout], Refill]:
         rollouts.append(rollout)
         return policy.informative(rollout) & (not padding)
 
-    found = refill_rounds(policy.informative(first), target, hp.dynamic_sampling_max_tries, source.can_draw, draw, agree=policy._agree)
+    found = refill_rounds(policy.informative(first), target, policy.dynamic_sampling.max_tries, source.can_draw, draw, agree=policy._agree)
     return rollouts, found
 
 

@@ -28,9 +28,9 @@ its rank's whole step (``StepSize``), so the chunk losses add up to the step's l
 divides by the tokens of each ``per_device_train_batch_size`` micro-batch, so there it also varies
 with gradient accumulation; here the "local batch" is the rank's whole rollout batch.)
 
-Today's default ``aggregation="token_mean"`` is ``dapo`` (bit for bit); ``"sequence_mean"`` is
-``grpo``. Where several ranks hold the same number of completions, averaging ``grpo`` / ``dr_grpo``
-over ranks gives the global sequence mean / global constant.
+``grpo_loss``'s older ``aggregation="token_mean"`` is ``dapo`` (bit for bit); ``"sequence_mean"``
+is ``grpo``. Where several ranks hold the same number of completions, averaging ``grpo`` /
+``dr_grpo`` over ranks gives the global sequence mean / global constant.
 """
 
 from __future__ import annotations
@@ -39,17 +39,11 @@ from typing import Literal, NamedTuple
 
 import torch
 
-__all__ = [
-    "LossType", "LOSS_TYPES", "StepSize", "normalise", "loss_type_from_aggregation",
-    "resolve_loss_type", "default_scale_rewards", "resolve_scale_rewards",
-]
+__all__ = ["LossType", "LOSS_TYPES", "ScaleRewards", "StepSize", "normalise", "default_scale_rewards"]
 
 LossType = Literal["grpo", "dr_grpo", "dapo", "bnpo", "gspo"]
 LOSS_TYPES: tuple[str, ...] = ("grpo", "dr_grpo", "dapo", "bnpo", "gspo")
 ScaleRewards = Literal["group", "batch", "none"]
-
-_FROM_AGGREGATION = {"token_mean": "dapo", "sequence_mean": "grpo"}
-_FROM_ADVANTAGE_SCALE = {"std": "group", "none": "none"}
 
 
 class StepSize(NamedTuple):
@@ -97,47 +91,10 @@ def normalise(per_token: torch.Tensor, mask: torch.Tensor, loss_type: LossType, 
     raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
 
 
-def loss_type_from_aggregation(aggregation: str) -> LossType:
-    """The loss type of the older ``aggregation`` setting: ``token_mean`` -> ``dapo``, ``sequence_mean`` -> ``grpo``."""
-    if aggregation not in _FROM_AGGREGATION:
-        raise ValueError(f"aggregation must be 'token_mean' or 'sequence_mean', got {aggregation!r}")
-    return _FROM_AGGREGATION[aggregation]  # type: ignore[return-value]
-
-
-def resolve_loss_type(loss_type: str, aggregation: str | None, default: str = "dapo") -> LossType:
-    """``loss_type``, or the one ``aggregation`` names when that older key is set.
-
-    ``aggregation`` takes over from the default ``loss_type``; set to anything else, the two must agree.
-
-    >>> resolve_loss_type("dapo", None), resolve_loss_type("dapo", "sequence_mean"), resolve_loss_type("grpo", "sequence_mean")
-    ('dapo', 'grpo', 'grpo')
-    """
-    if loss_type not in LOSS_TYPES:
-        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
-    if aggregation is None:
-        return loss_type  # type: ignore[return-value]
-    implied = loss_type_from_aggregation(aggregation)
-    if loss_type not in (default, implied):
-        raise ValueError(f"aggregation={aggregation!r} means loss_type={implied!r}, which contradicts loss_type={loss_type!r}; set only loss_type")
-    return implied
-
-
 def default_scale_rewards(loss_type: str) -> ScaleRewards:
-    """Dr. GRPO drops the standard-deviation scaling of the advantages; the others keep the group's."""
-    return "none" if loss_type == "dr_grpo" else "group"
+    """Dr. GRPO drops the standard-deviation scaling of the advantages; the others keep the group's.
 
-
-def resolve_scale_rewards(scale_rewards: str | None, advantage_scale: str | None, loss_type: str) -> ScaleRewards:
-    """``scale_rewards``, else the older ``advantage_scale`` (``std`` -> ``group``), else the loss type's default.
-
-    >>> resolve_scale_rewards(None, None, "dapo"), resolve_scale_rewards(None, None, "dr_grpo"), resolve_scale_rewards(None, "none", "grpo")
-    ('group', 'none', 'none')
+    >>> default_scale_rewards("dapo"), default_scale_rewards("dr_grpo")
+    ('group', 'none')
     """
-    if scale_rewards is not None and scale_rewards not in ("group", "batch", "none"):
-        raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', got {scale_rewards!r}")
-    if advantage_scale is not None and advantage_scale not in _FROM_ADVANTAGE_SCALE:
-        raise ValueError(f"advantage_scale must be 'std' or 'none', got {advantage_scale!r}")
-    implied = _FROM_ADVANTAGE_SCALE[advantage_scale] if advantage_scale is not None else None
-    if scale_rewards is not None and implied is not None and scale_rewards != implied:
-        raise ValueError(f"advantage_scale={advantage_scale!r} contradicts scale_rewards={scale_rewards!r}; set only scale_rewards")
-    return scale_rewards or implied or default_scale_rewards(loss_type)  # type: ignore[return-value]
+    return "none" if loss_type == "dr_grpo" else "group"

@@ -2,7 +2,7 @@
 
     traj = update.trajectory(prompts, completions, advantages, pad_rows)   # masks, sizes on the device
     (old, ref) log-probs, once, micro-batch by micro-batch, without gradient
-    for each pass (num_iterations):
+    for each pass (optim.num_iterations):
         zero the gradients
         for each micro-batch of whole groups (micro_batch_prompts):
             logp = trainer log-probs; IS weights against the sampler (is_cap, not for the HF engine)
@@ -35,9 +35,10 @@ import torch
 from globe.grpo.collectives import global_token_count
 from globe.grpo.logprobs import completion_logprobs
 from globe.grpo.loss import grpo_loss, truncated_is_weights
-from globe.grpo.loss_types import LossType, StepSize
+from globe.grpo.loss_types import StepSize
 from globe.grpo.microbatch import group_chunks, slice_prompt_inputs
 from globe.grpo.reference import ReferencePolicy
+from globe.grpo.settings import LossSettings, OptimSettings
 from globe.grpo.step_stats import combine_chunks, combine_passes
 from globe.grpo.trajectory import Trajectory
 from globe.models.sharding import full_tensor
@@ -75,7 +76,8 @@ class GRPOUpdate:
     """One step's GRPO update of ``model`` (see the module doc).
 
     ``optimizer`` is the torch optimiser (or Lightning's wrapper of it); ``optimizer_step`` steps it
-    and the LR schedule; ``backward`` runs the backward pass of a loss.
+    and the LR schedule; ``backward`` runs the backward pass of a loss. ``loss`` and ``optim`` are
+    the policy's settings (``globe.grpo.settings``).
     """
 
     model: torch.nn.Module
@@ -86,15 +88,9 @@ class GRPOUpdate:
     group_size: int
     temperature: float  # the training sampling's: log-probs of log_softmax(logits / T)
     max_completion_length: int  # max_new_tokens, Dr. GRPO's constant
-    loss_type: LossType
-    beta: float
-    epsilon: float
-    epsilon_high: float | None
-    is_cap: float | None  # None: no importance-sampling correction (e.g. the trainer's own sampler)
-    mask_truncated: bool
-    num_iterations: int
-    micro_batch_prompts: int | None
-    max_grad_norm: float | None
+    loss: LossSettings = LossSettings()
+    optim: OptimSettings = OptimSettings()
+    correct_sampler: bool = True  # truncated IS against the sampler's log-probs (loss.is_cap); off for the HF engine
     world_size: int = 1
     device: torch.device | str = "cpu"
 
@@ -102,7 +98,7 @@ class GRPOUpdate:
         self, prompts: PromptBatch, completions: Completions, advantages: torch.Tensor, pad_rows: torch.Tensor | None = None
     ) -> Trajectory:
         """The rollout on the device with its loss mask (truncated and padding rows zeroed)."""
-        mask = loss_mask(completions, self.mask_truncated).to(self.device)  # [N, C]
+        mask = loss_mask(completions, self.loss.mask_truncated_completions).to(self.device)  # [N, C]
         counted = None  # completions in the normalisers: all rows, or those that are not padding
         if pad_rows is not None:
             mask = mask * (~pad_rows.to(self.device)).unsqueeze(1).to(mask.dtype)
@@ -114,18 +110,18 @@ class GRPOUpdate:
 
     def chunks(self, traj: Trajectory) -> list[tuple[int, int]]:
         """``[(first prompt, end prompt), ...]``: the micro-batches, whole groups each."""
-        return group_chunks(len(traj.prompts), self.micro_batch_prompts)
+        return group_chunks(len(traj.prompts), self.optim.micro_batch_prompts)
 
     @torch.no_grad()
     def fixed_logprobs(self, traj: Trajectory, chunks: list[tuple[int, int]]) -> None:
-        """Fill ``traj.old_logp`` (``num_iterations > 1``) and ``traj.ref_logp`` (a reference is set):
+        """Fill ``traj.old_logp`` (``optim.num_iterations > 1``) and ``traj.ref_logp`` (a reference is set):
         the log-probs that stay fixed over the passes, micro-batch by micro-batch."""
         n = self.group_size
         old, ref = [], []
         for s, e in chunks:
             rows = slice(s * n, e * n)
             inputs = slice_prompt_inputs(traj.prompts.inputs, s, e)
-            if self.num_iterations > 1:
+            if self.optim.num_iterations > 1:
                 old.append(completion_logprobs(self.model, inputs, traj.ids[rows], traj.mask[rows], self.temperature))
             if self.reference is not None:
                 ref.append(self.reference.logprobs(inputs, traj.ids[rows], traj.mask[rows], self.temperature))
@@ -135,7 +131,9 @@ class GRPOUpdate:
     def optimize(
         self, prompts: PromptBatch, completions: Completions, advantages: torch.Tensor, pad_rows: torch.Tensor | None = None
     ) -> dict[str, float]:
-        """``num_iterations`` optimiser steps over the rollout; the step's statistics and ``lr``."""
+        """``optim.num_iterations`` optimiser steps over the rollout; the step's statistics and ``lr``."""
+        loss_settings, optim = self.loss, self.optim
+        is_cap = loss_settings.is_cap if self.correct_sampler else None
         lr = self.optimizer.param_groups[0]["lr"]
         n = self.group_size
         traj = self.trajectory(prompts, completions, advantages, pad_rows)
@@ -144,7 +142,7 @@ class GRPOUpdate:
         self.fixed_logprobs(traj, chunks)
 
         passes: list[dict[str, float]] = []
-        for _ in range(self.num_iterations):
+        for _ in range(optim.num_iterations):
             self.optimizer.zero_grad()
             chunk_stats = []
             for s, e in chunks:
@@ -153,18 +151,18 @@ class GRPOUpdate:
                 logp = completion_logprobs(self.model, inputs, traj.ids[rows], traj.mask[rows], self.temperature)
                 old = traj.old_logp[rows] if traj.old_logp is not None else logp.detach()
                 is_weights, is_stats = None, {}
-                if self.is_cap is not None:
-                    is_weights, is_stats = truncated_is_weights(old, traj.sampler_logp[rows], traj.loss_mask[rows], cap=self.is_cap)
+                if is_cap is not None:
+                    is_weights, is_stats = truncated_is_weights(old, traj.sampler_logp[rows], traj.loss_mask[rows], cap=is_cap)
                 loss, stats = grpo_loss(
                     logp, old, traj.ref_logp[rows] if traj.ref_logp is not None else None, traj.advantages[rows],
-                    traj.loss_mask[rows], beta=self.beta, eps_low=self.epsilon, eps_high=self.epsilon_high,
-                    is_weights=is_weights, loss_type=self.loss_type, step=step,
+                    traj.loss_mask[rows], beta=loss_settings.beta, eps_low=loss_settings.epsilon,
+                    eps_high=loss_settings.epsilon_high, is_weights=is_weights, loss_type=loss_settings.loss_type, step=step,
                 )
                 self.backward(loss)
                 chunk_stats.append(({**stats, **is_stats, "loss": loss.detach()}, float(traj.loss_mask[rows].sum()), float(e - s) * n))
             step_stats = combine_chunks(chunk_stats, token_mean=True)  # every loss_type's chunk losses are partial sums
-            if self.max_grad_norm:
-                norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.max_grad_norm)
+            if optim.max_grad_norm:
+                norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], optim.max_grad_norm)
                 step_stats["grad_norm"] = float(full_tensor(norm))
             self.optimizer_step(self.optimizer)
             passes.append(step_stats)
@@ -173,11 +171,11 @@ class GRPOUpdate:
         return out
 
     def step_without_gradient(self) -> dict[str, float]:
-        """``num_iterations`` optimiser steps with every gradient ``None``: AdamW skips every parameter
+        """``optim.num_iterations`` optimiser steps with every gradient ``None``: AdamW skips every parameter
         (no update, no moment decay, no weight decay); the LR schedule and ``global_step`` advance as
         after any step, so every rank keeps counting the same steps."""
         lr = self.optimizer.param_groups[0]["lr"]
-        for _ in range(self.num_iterations):
+        for _ in range(self.optim.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
             self.optimizer_step(self.optimizer)
         return {"loss": 0.0, "lr": lr}

@@ -166,7 +166,7 @@ def test_grpo_steps_with_the_vllm_engine_through_cli(family, tmp_path):
         "--config", str(repo / f"configs/backbone/{backbone.name}.yaml"), f"--model.init_args.model_path={model_dir}",
         "--model.init_args.engine=vllm", "--model.init_args.vllm={max_model_len: 1024}",
         "--model.init_args.group_size=2", "--model.init_args.sampling.max_new_tokens=12",
-        "--model.init_args.warm_start_steps=1", "--model.init_args.learning_rate=1.0e-3",
+        "--model.init_args.warm_start.steps=1", "--model.init_args.optim.learning_rate=1.0e-3",
         f"--data.init_args.root={data}", "--data.init_args.train_size=24", "--data.init_args.val_size=4",
         "--data.init_args.test_size=4", "--data.init_args.batch_size=2",
         "--trainer.max_steps=3", "--trainer.limit_val_batches=0",
