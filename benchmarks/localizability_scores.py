@@ -45,7 +45,7 @@ def _pairs(samples: list) -> dict[str, tuple[list, list[str]]]:
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="a LocalizabilityReward .ckpt or export directory")
+    parser.add_argument("--checkpoint", required=True, help="a LocalizabilityTrainer .ckpt or export directory")
     parser.add_argument("--root", default="artifacts/geosynth", help="GeoSynth root (generated if missing)")
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)

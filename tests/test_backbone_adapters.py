@@ -172,31 +172,31 @@ def test_lora_adapts_the_language_model_only(family):
 
 
 def test_localizability_reward_encodes_through_the_backbone(family):
-    from globe.rewards.localizability import LocalizabilityReward
+    from globe.rewards.localizability_model import LocalizabilityModel, LocalizabilitySettings
 
     backbone, _, _, path = family
-    head = LocalizabilityReward(model_path=str(path), dtype="float32", max_image_pixels=40 * 40)
-    frozen = [n for n, p in head.model.named_parameters() if not p.requires_grad]
+    rloc = LocalizabilityModel(LocalizabilitySettings(model_path=str(path), dtype="float32", max_image_pixels=40 * 40))
+    frozen = [n for n, p in rloc.vlm.named_parameters() if not p.requires_grad]
     assert frozen and all(backbone.is_vision_parameter(n) for n in frozen)  # freeze_vision: the vision side only
-    tiny = head._image(Image.new("RGB", (400, 10)))  # downscaled, never below the processor's minimum side
+    tiny = rloc._image(Image.new("RGB", (400, 10)))  # downscaled, never below the processor's minimum side
     assert min(tiny.size) >= backbone.min_image_side
     texts = ["A stone church and a red tram.", "Snow."]
-    inputs = head.encode(images()[:1] * 2, texts)
-    scores = head.probabilities(images()[:1] * 2, texts)
+    inputs = rloc.encode(images()[:1] * 2, texts)
+    scores = rloc.probabilities(images()[:1] * 2, texts)
     assert scores.shape == (2,) and bool(((scores > 0) & (scores < 1)).all())
     if backbone.name in POSITIONS_FROM_TOKEN_TYPES:
-        # the head's inputs carry the token types its 3-D positions are built from, and they matter
+        # R_loc's inputs carry the token types its 3-D positions are built from, and they matter
         assert "mm_token_type_ids" in inputs
         with torch.no_grad():
-            with_types = head.model(**backbone.model_inputs(inputs), logits_to_keep=1).logits
+            with_types = rloc.vlm(**backbone.model_inputs(inputs), logits_to_keep=1).logits
             without = {k: v for k, v in backbone.model_inputs(inputs).items() if k != "mm_token_type_ids"}
             try:
-                changed = not torch.allclose(head.model(**without, logits_to_keep=1).logits, with_types)
+                changed = not torch.allclose(rloc.vlm(**without, logits_to_keep=1).logits, with_types)
             except ValueError:  # families that refuse image inputs without them
                 changed = True
         assert changed
-        torch.testing.assert_close(head.answer_logits(images()[:1] * 2, texts), torch.stack(
-            [with_types[:, -1, head.no_ids].logsumexp(-1), with_types[:, -1, head.yes_ids].logsumexp(-1)], -1))
+        torch.testing.assert_close(rloc.answer_logits(images()[:1] * 2, texts), torch.stack(
+            [with_types[:, -1, rloc.no_ids].logsumexp(-1), with_types[:, -1, rloc.yes_ids].logsumexp(-1)], -1))
 
 
 def test_tiny_builds_from_the_command_line_and_reuses_its_directory(tmp_path):

@@ -1,4 +1,5 @@
-"""LocalizabilityReward (R_loc): yes/no scoring, batching, modes, CLI training and frozen reload."""
+"""R_loc: yes/no scoring, batching, modes (``LocalizabilityReward`` and ``LocalizabilityModel``), CLI
+training (``LocalizabilityTrainer``) and frozen reload."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from globe.models.loading import LoraConfigSpec
 from globe.models.tiny import build_tiny_qwen2_5_vl
 from globe.rewards.base import RewardBatch
 from globe.rewards.localizability import CheckpointLoadError, LocalizabilityReward
+from globe.rewards.localizability_model import LocalizabilityModel, LocalizabilitySettings
+from globe.rewards.localizability_trainer import LocalizabilityTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (230, 230, 230)]
@@ -52,11 +55,12 @@ def test_score_is_p_yes_over_p_yes_plus_p_no_of_the_next_token(head):
     batch = reward_batch(TEXTS[:2])
     got = head.score(batch)
     with torch.no_grad():
-        inputs = head.encode(batch.images, [head.reasoning_text(t) for t in TEXTS[:2]])
-        p = head.model(**inputs).logits[:, -1].softmax(-1)  # [B, V] full vocabulary, every position kept
-    p_yes, p_no = p[:, head.yes_ids].sum(-1), p[:, head.no_ids].sum(-1)
+        inputs = head.model.encode(batch.images, [head.model.reasoning_text(t) for t in TEXTS[:2]])
+        p = head.model.vlm(**inputs).logits[:, -1].softmax(-1)  # [B, V] full vocabulary, every position kept
+    yes_ids, no_ids = head.model.yes_ids, head.model.no_ids
+    p_yes, p_no = p[:, yes_ids].sum(-1), p[:, no_ids].sum(-1)
     assert got.tolist() == pytest.approx((p_yes / (p_yes + p_no)).tolist(), abs=1e-5)
-    assert len(set(head.yes_ids) | set(head.no_ids)) == len(head.yes_ids) + len(head.no_ids)
+    assert len(set(yes_ids) | set(no_ids)) == len(yes_ids) + len(no_ids)
 
 
 def test_batching_and_padding_do_not_change_scores(head):
@@ -80,27 +84,34 @@ def test_malformed_completions_never_raise(head):
     assert strict.score(reward_batch(["@@ garbage ##", TEXTS[4]])).tolist() == [0.0, 0.0]
 
 
-def test_scoring_is_deterministic_in_train_mode(tiny_path):
+def test_scoring_is_deterministic_in_train_mode(head, tiny_path):
     """The trainer puts submodules back in train mode; LoRA dropout must not leak into rewards."""
     torch.manual_seed(0)
-    lora = LocalizabilityReward(model_path=tiny_path, lora=LoraConfigSpec(r=4, alpha=8, dropout=0.5), max_text_tokens=32)
+    lora = LocalizabilityModel(LocalizabilitySettings(model_path=tiny_path, lora=LoraConfigSpec(r=4, alpha=8, dropout=0.5),
+                                                      max_text_tokens=32))
     lora.train()
     batch = reward_batch(TEXTS[:3])
-    a, b = lora.score(batch), lora.score(batch)
+    a, b = lora.probabilities(batch.images, batch.completions), lora.probabilities(batch.images, batch.completions)
     assert torch.equal(a, b) and lora.training  # same values, mode restored
     assert {n for n, p in lora.named_parameters() if p.requires_grad} and all(
         "lora_" in n for n, p in lora.named_parameters() if p.requires_grad
     )
+    head.train()  # as the policy's trainer leaves it: the frozen head scores in eval mode all the same
+    try:
+        assert torch.equal(head.score(batch), head.score(batch)) and head.training
+    finally:
+        head.eval()
+    assert not any(p.requires_grad for p in head.parameters())
 
 
 def test_text_is_cut_to_its_start_and_its_end(head):
     long = "<think>" + "palm trees and snow " * 200 + "so this is Cairo, Egypt.</think>"
-    cut = head.reasoning_text(long)  # max_text_tokens 48: 16 from the start + keep_last_tokens 32
+    cut = head.model.reasoning_text(long)  # max_text_tokens 48: 16 from the start + keep_last_tokens 32
     assert cut.startswith("palm trees") and cut.endswith("so this is Cairo, Egypt.") and " ... " in cut
-    ids = head.processor.tokenizer.encode(cut, add_special_tokens=False)
+    ids = head.model.processor.tokenizer.encode(cut, add_special_tokens=False)
     assert len(ids) <= 48 + 6  # plus " ... " and re-tokenisation at the two cut points
     short = "<think>palm trees</think>"
-    assert head.reasoning_text(short) == "palm trees"
+    assert head.model.reasoning_text(short) == "palm trees"
     assert head.score(reward_batch([long])).shape == (1,)
 
 
@@ -162,15 +173,15 @@ def test_cli_fit_then_frozen_reload_scores_a_batch(tmp_path, tiny_path):
 
     frozen = LocalizabilityReward.from_checkpoint(ckpt, score_batch_size=2)
     assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())
-    assert frozen.max_text_tokens == 32  # model-defining settings come from the checkpoint
+    assert frozen.model.settings.max_text_tokens == 32  # model-defining settings come from the checkpoint
     batch = reward_batch(TEXTS)
     scores = frozen.score(batch)
     assert scores.shape == (5,) and ((0 <= scores) & (scores <= 1)).all()
 
     # the same weights through Lightning's own loader and through the exported HF directory
-    lightning_loaded = LocalizabilityReward.load_from_checkpoint(ckpt, export_dir=None).eval()
+    lightning_loaded = LocalizabilityTrainer.load_from_checkpoint(ckpt, export_dir=None)
     exported = LocalizabilityReward.from_checkpoint(tmp_path / "export")
-    assert torch.allclose(lightning_loaded.score(batch), scores, atol=1e-5)
+    assert torch.allclose(lightning_loaded.model.probabilities(batch.images, batch.completions, 2), scores, atol=1e-5)
     assert torch.allclose(exported.score(batch), scores, atol=1e-5)
     # trained weights differ from the untrained backbone
     untrained = LocalizabilityReward(model_path=tiny_path, max_text_tokens=32)
@@ -218,35 +229,37 @@ def test_crafted_checkpoint_runs_no_code_through_from_checkpoint(tmp_path, tiny_
     assert not marker.exists()
 
 
-@pytest.mark.slow  # cli.py parses and instantiates the reward-model config (~10 s)
+@pytest.mark.slow  # cli.py parses and instantiates the policy config with its heads (~10 s)
 def test_crafted_checkpoint_runs_no_code_through_the_cli(tmp_path, tiny_path):
     ckpt, marker = _crafted_checkpoint(tmp_path, tiny_path)
-    override = _override_yaml(tmp_path, tiny_path, lora=False)
-    override.write_text(override.read_text().replace("    export_dir:", f"    checkpoint: {ckpt}\n    export_dir:"))
+    heads = json.dumps([{"class_path": "globe.rewards.localizability.LocalizabilityReward",
+                         "init_args": {"name": "loc", "checkpoint": str(ckpt)}}])  # as configs/reward/heads_*.yaml
     with pytest.raises(Exception) as info:
-        _cli_main()(["test", "--config", str(ROOT / "configs/reward/localizability.yaml"), "--config", str(override)])
+        _cli_main()(["test", "--config", str(ROOT / "configs/demo.yaml"), f"--model.init_args.model_path={tiny_path}",
+                     f"--model.init_args.rewards={heads}", "--model.init_args.reward_weights={loc: 1.0}",
+                     "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}"])
     assert "cannot be loaded safely: it refers to io.open" in str(info.value)  # jsonargparse quotes the error
     assert not marker.exists()
 
 
 def test_checkpoint_with_a_lora_spec_in_its_hyper_parameters_loads(tmp_path, tiny_path):
-    """The head stores ``lora`` as a plain dict (a checkpoint any ``torch.load(weights_only=True)``
+    """The trainer stores ``lora`` as a plain dict (a checkpoint any ``torch.load(weights_only=True)``
     reads); one holding a LoraConfigSpec object (as given) loads too: the class is allow-listed."""
     from dataclasses import asdict
 
     torch.manual_seed(0)
-    head = LocalizabilityReward(model_path=tiny_path, lora=LoraConfigSpec(r=4, alpha=8), max_text_tokens=40)
-    assert head.hparams["lora"] == asdict(LoraConfigSpec(r=4, alpha=8))
+    trainer = LocalizabilityTrainer(model_path=tiny_path, lora=LoraConfigSpec(r=4, alpha=8), max_text_tokens=40)
+    assert trainer.hparams["lora"] == asdict(LoraConfigSpec(r=4, alpha=8))
     plain = tmp_path / "plain.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": dict(head.hparams)}, plain)
+    torch.save({"state_dict": {}, "hyper_parameters": dict(trainer.hparams)}, plain)
     assert torch.load(plain, weights_only=True)["hyper_parameters"]["lora"]["r"] == 4
     ckpt = tmp_path / "lora.ckpt"  # the keys a Lightning checkpoint has (written the way Lightning does)
-    hparams = {**head.hparams, "lora": LoraConfigSpec(r=4, alpha=8)}
-    torch.save({"state_dict": head.state_dict(), "hyper_parameters": hparams, "epoch": 0, "global_step": 3}, ckpt)
+    hparams = {**trainer.hparams, "lora": LoraConfigSpec(r=4, alpha=8)}
+    torch.save({"state_dict": trainer.state_dict(), "hyper_parameters": hparams, "epoch": 0, "global_step": 3}, ckpt)
     back = LocalizabilityReward.from_checkpoint(ckpt)
-    assert back.max_text_tokens == 40 and back.hparams["lora"] == asdict(LoraConfigSpec(r=4, alpha=8))
+    assert back.model.settings.max_text_tokens == 40 and back.hparams["lora"] == asdict(LoraConfigSpec(r=4, alpha=8))
     batch = reward_batch(TEXTS[:3])
-    assert torch.allclose(back.score(batch), head.score(batch), atol=1e-5)
+    assert torch.allclose(back.score(batch), trainer.model.probabilities(batch.images, batch.completions), atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -256,7 +269,7 @@ def test_checkpoint_with_a_lora_spec_in_its_hyper_parameters_loads(tmp_path, tin
         ({"hyper_parameters": {"model_path": "m"}}, "no 'state_dict'"),
         ({"state_dict": {}, "hyper_parameters": {}}, "model_path"),
         ({"state_dict": {"w": "not a tensor"}, "hyper_parameters": {"model_path": "m"}}, "tensors"),
-        ([1, 2, 3], "not a LocalizabilityReward checkpoint"),
+        ([1, 2, 3], "not an R_loc checkpoint"),
     ],
 )
 def test_unusable_checkpoints_get_a_clear_error(tmp_path, content, message):

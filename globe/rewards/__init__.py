@@ -7,7 +7,9 @@ GeoAccuracyReward geo   country / city correct (or exp(-d / tau))   geo_accuracy
 VisualGroundingReward   mentioned visual entities really in the     visual_grounding
   vis                   image (precision; recall options)
 LocalizabilityReward    P(localizable | image, reasoning) from a    localizability
-  loc                   yes/no VLM reward model (trainable)
+  loc                   yes/no VLM reward model, frozen (trained
+                        by LocalizabilityTrainer:                   localizability_trainer
+                        its LocalizabilityModel)                    localizability_model
 FormatReward format     ``<think>..</think><answer>..</answer>``    format
 ======================  ==========================================  =====================
 
